@@ -1,0 +1,3 @@
+from semrec.cli import main
+
+main()

@@ -1,0 +1,134 @@
+"""`semrec data ...`: import, inspect and split datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from semrec.cli.console import err, out
+from semrec.data import Dataset, filter_dataset
+from semrec.data.readers import READERS
+from semrec.data.splits import SPLITS
+from semrec.errors import ConfigError
+
+app = typer.Typer(help="Import, inspect and split datasets.", no_args_is_help=True)
+
+
+def _parse_options(pairs: list[str]) -> dict[str, object]:
+    """`key=value` reader options; values parsed as JSON when possible (ints, lists, null)."""
+    import json
+
+    opts: dict[str, object] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--option {pair!r} is not key=value (e.g. --option item_text=path/items.json)")
+        key, value = pair.split("=", 1)
+        try:
+            opts[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            opts[key.replace("-", "_")] = value
+    return opts
+
+
+@app.command("import")
+def import_(
+    format: str = typer.Argument(..., help=f"Input format: one of {', '.join(sorted(READERS))}."),
+    path: Path = typer.Argument(..., help="Main input file or folder of that format."),
+    out_dir: Path = typer.Option(..., "--out", help="Dataset folder to write (Parquet + manifest.json)."),
+    option: list[str] = typer.Option([], "--option", "-o", help="Reader option key=value (repeatable)."),
+    on_bad_rows: str = typer.Option("error", help="'error' stops at the first malformed row; 'skip' counts them."),
+    user_k: int = typer.Option(0, help="Iterative k-core: minimum interactions per user (0 = off)."),
+    item_k: int = typer.Option(0, help="Iterative k-core: minimum interactions per item (0 = off)."),
+    min_rating: Optional[float] = typer.Option(None, help="Keep interactions with rating >= this."),
+    duplicates: str = typer.Option("keep-all", help="keep-all, keep-first or keep-last per (user, item)."),
+) -> None:
+    """Read FORMAT at PATH into a normalised dataset folder.
+
+    Examples:
+
+      semrec data import s3rec ../shared/data/amazon-beauty-s3rec/Beauty.txt --out data/beauty
+        -o item_text=../shared/data/amazon-beauty-s3rec/text/Beauty.item.json
+
+      semrec data import s3rec Yelp.txt --out data/yelp -o item_text=Yelp.item.json -o text_key_offset=-1
+    """
+    if format not in READERS:
+        raise ConfigError(f"unknown format {format!r}; choose one of {sorted(READERS)}")
+    opts = _parse_options(option)
+    ds = READERS[format](path, on_bad_rows=on_bad_rows, **opts)
+    if user_k or item_k or min_rating is not None or duplicates != "keep-all":
+        ds = filter_dataset(ds, min_rating=min_rating, duplicates=duplicates, user_k=user_k, item_k=item_k)
+    ds.save(out_dir)
+    bad = ds.meta.get("bad_rows", 0)
+    err.print(f"wrote {out_dir}: {ds}" + (f" (skipped {bad} bad rows)" if bad else ""))
+
+
+def stats_table(ds: Dataset) -> Table:
+    """Counts, sparsity, sequence-length quantiles and text coverage per field."""
+    c = ds.counts()
+    lengths = ds.sequences().lengths
+    table = Table(title=f"dataset {ds.name}", show_header=False)
+    for k, v in c.items():
+        table.add_row(k.replace("_", " "), f"{v:,}")
+    denom = max(c["users"] * c["items"], 1)
+    table.add_row("sparsity", f"{1 - c['interactions'] / denom:.5f}")
+    if len(lengths):
+        q = np.percentile(lengths, [0, 25, 50, 75, 100]).astype(int)
+        table.add_row("sequence length min/25/50/75/max", " / ".join(map(str, q)))
+        table.add_row("sequence length mean", f"{lengths.mean():.2f}")
+    for f in ds.text_fields:
+        col = ds.items[f]
+        filled = col.list.len() > 0 if col.dtype.is_nested() else col.cast(str).str.strip_chars().str.len_chars() > 0
+        table.add_row(f"text coverage: {f}", f"{filled.fill_null(False).mean():.1%}")
+    return table
+
+
+def length_histogram(ds: Dataset, bins: int = 10) -> Table:
+    lengths = ds.sequences().lengths
+    edges = np.unique(np.geomspace(max(lengths.min(), 1), lengths.max() + 1, bins + 1).astype(int))
+    counts, _ = np.histogram(lengths, bins=edges)
+    table = Table(title="sequence lengths")
+    table.add_column("length")
+    table.add_column("users", justify="right")
+    table.add_column("")
+    top = max(counts.max(), 1)
+    for lo, hi, n in zip(edges[:-1], edges[1:], counts):
+        table.add_row(f"{lo}-{hi - 1}", f"{n:,}", "█" * int(30 * n / top))
+    return table
+
+
+@app.command()
+def inspect(path: Path = typer.Argument(..., help="Dataset folder written by `semrec data import`.")) -> None:
+    """Print counts, sparsity, a sequence-length histogram and text coverage per field.
+
+    Example: semrec data inspect data/beauty
+    """
+    ds = Dataset.load(path)
+    out.print(stats_table(ds))
+    out.print(length_histogram(ds))
+
+
+@app.command()
+def split(
+    path: Path = typer.Argument(..., help="Dataset folder."),
+    out_dir: Path = typer.Option(..., "--out", help="Split folder to write (split.npz + split.json)."),
+    kind: str = typer.Option("leave-one-out", help=f"One of {', '.join(SPLITS)}."),
+    option: list[str] = typer.Option([], "--option", "-o", help="Split option key=value, e.g. fraction=0.05."),
+) -> None:
+    """Split a dataset for training and evaluation.
+
+    Examples:
+
+      semrec data split data/beauty --out data/beauty/loo
+
+      semrec data split data/beauty --kind cold-start -o fraction=0.05 --out data/beauty/cold
+    """
+    if kind not in SPLITS:
+        raise ConfigError(f"unknown split kind {kind!r}; choose one of {list(SPLITS)}")
+    sp = SPLITS[kind](Dataset.load(path), **_parse_options(option))
+    sp.save(out_dir)
+    err.print(f"wrote {out_dir}: {kind}, train users {len(sp.train):,}, valid rows {len(sp.valid):,}, "
+              f"test rows {len(sp.test):,}")

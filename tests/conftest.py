@@ -1,0 +1,24 @@
+"""Shared fixtures: paths to ../shared/data (tests that need it skip cleanly when it is absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def shared_path(*parts: str) -> Path:
+    """Path under ../shared/data, or skip the test when it is not there."""
+    p = SHARED_DATA.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} not present (../shared/data is only beside the project checkout and in CI)")
+    return p
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    from semrec.data import synthetic_dataset
+
+    return synthetic_dataset()
