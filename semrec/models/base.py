@@ -3,14 +3,21 @@
 `fit` on training sequences, `recommend` top-k for a batch of histories, `save`/`load` a model folder
 (`config.json` + `model.safetensors`). Evaluation only calls `recommend`, so every model is measured
 the same way, whether it scores all items or decodes codes.
+
+Two partial implementations save work: `ScoringRecommender` (implement `score`, get batched top-k with
+history masking) and `TorchRecommender` (implement `build_module`, `batches`, `loss`, `score`; `fit`
+runs `semrec.training.train` with the `train` field of the model's Config).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import importlib
+import math
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -19,6 +26,10 @@ from semrec.data.sequences import Sequences
 from semrec.data.splits import EvalSet
 from semrec.errors import ConfigError
 from semrec.io import atomic_dir, read_json, write_json
+from semrec.training.config import TrainConfig, apply_overrides, config_from_dict
+
+if TYPE_CHECKING:
+    from semrec.training.loop import TrainHistory
 
 REGISTRY: dict[str, type["Recommender"]] = {}
 
@@ -30,9 +41,27 @@ def register(cls: type["Recommender"]) -> type["Recommender"]:
 
 
 def get_model_class(name: str) -> type["Recommender"]:
+    """The registered class for `name`; imports `semrec.models.<name>` on first use (models load lazily)."""
     if name not in REGISTRY:
-        raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(REGISTRY))}")
+        try:
+            importlib.import_module(f"semrec.models.{name.replace('-', '_')}")
+        except ModuleNotFoundError as e:
+            if e.name != f"semrec.models.{name.replace('-', '_')}":
+                raise
+    if name not in REGISTRY:
+        raise ConfigError(f"unknown model {name!r}; available: {', '.join(available_models())}")
     return REGISTRY[name]
+
+
+def available_models() -> list[str]:
+    """Names of every model module shipped in semrec.models plus anything registered at run time."""
+    import pkgutil
+
+    import semrec.models as pkg
+
+    skip = {"base"}
+    names = {m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name not in skip and not m.name.startswith("_")}
+    return sorted(names | set(REGISTRY))
 
 
 class Recommender(ABC):
@@ -43,11 +72,8 @@ class Recommender(ABC):
 
     def __init__(self, n_items: int, config: Any = None, **overrides: Any):
         cfg = config if config is not None else self.Config()
-        if overrides:
-            unknown = set(overrides) - {f.name for f in dataclasses.fields(cfg)}
-            if unknown:
-                raise ConfigError(f"{self.name}: unknown option(s) {sorted(unknown)}")
-            cfg = dataclasses.replace(cfg, **overrides)
+        if overrides:  # plain names, or train options (`epochs=5`); ConfigError names unknown ones
+            cfg = apply_overrides(cfg, overrides)
         self.n_items = n_items
         self.config = cfg
 
@@ -94,10 +120,8 @@ class Recommender(ABC):
         path = Path(path)
         info = read_json(path / "config.json")
         model_cls = get_model_class(info["model"]) if cls is Recommender else cls
-        cfg_cls = model_cls.Config
-        known = {f.name for f in dataclasses.fields(cfg_cls)}
-        model = model_cls.from_extra(info["n_items"], cfg_cls(**{k: v for k, v in info["config"].items() if k in known}),
-                                     info.get("extra", {}), device=device)
+        cfg = config_from_dict(model_cls.Config, info["config"], where=str(path / "config.json"))
+        model = model_cls.from_extra(info["n_items"], cfg, info.get("extra", {}), device=device)
         model.load_state_dict(load_file(str(path / "model.safetensors"), device=device))
         return model
 
@@ -109,3 +133,134 @@ class Recommender(ABC):
         if build is not None:
             build(device=device)
         return model
+
+
+class ScoringRecommender(Recommender):
+    """A model that scores every item for a history: implement `score`; top-k, masking and batching are here."""
+
+    score_batch_size: int = 1024  # histories scored per forward pass in `recommend`
+
+    @abstractmethod
+    def score(self, histories: Sequences) -> torch.Tensor:
+        """A (batch, n_items) float tensor of scores, higher = better, for each history (oldest item first)."""
+
+    def scoring(self) -> contextlib.AbstractContextManager:
+        """Context in which `score` runs during `recommend` (TorchRecommender: eval mode, no autograd)."""
+        return torch.inference_mode()
+
+    def recommend(self, histories: Sequences, k: int = 10, exclude: Sequences | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k item indices and scores per history; items in `exclude[i]` get -inf and are never returned
+        unless fewer than k items remain."""
+        n = len(histories)
+        if exclude is not None and len(exclude) != n:
+            raise ConfigError(f"exclude has {len(exclude)} rows but histories has {n}")
+        k = min(int(k), self.n_items)
+        ids = np.empty((n, k), dtype=np.int64)
+        vals = np.empty((n, k), dtype=np.float32)
+        with self.scoring():
+            for start in range(0, n, self.score_batch_size):
+                rows = np.arange(start, min(start + self.score_batch_size, n))
+                scores = torch.as_tensor(self.score(histories.select(rows)))
+                if scores.shape != (len(rows), self.n_items):
+                    raise ConfigError(f"{type(self).__name__}.score returned shape {tuple(scores.shape)}; "
+                                      f"expected ({len(rows)}, {self.n_items})")
+                if exclude is not None:
+                    ex = exclude.select(rows)
+                    r = torch.from_numpy(np.repeat(np.arange(len(rows)), ex.lengths)).to(scores.device)
+                    c = torch.from_numpy(ex.items).to(scores.device)
+                    scores = scores.float().index_put((r, c), torch.tensor(-math.inf, device=scores.device))
+                top = torch.topk(scores.float(), k, dim=1)
+                ids[rows] = top.indices.cpu().numpy()
+                vals[rows] = top.values.cpu().numpy()
+        return ids, vals
+
+
+class TorchRecommender(ScoringRecommender):
+    """A ScoringRecommender trained by `semrec.training.train`.
+
+    Subclasses implement:
+      - `build_module() -> nn.Module` (called by `build(device)`, which sets `self.module`),
+      - `batches(train, batch_size, rng)`: one epoch of CPU tensors dicts (the loop moves them to the device),
+      - `loss(batch) -> scalar tensor`, and `score(histories)`.
+    Training options live in the model's Config as a `train: TrainConfig` field (read via `train_config`),
+    so they are saved with the model and set with `--set train.lr=...` or `--set epochs=...`.
+    """
+
+    module: torch.nn.Module | None = None
+
+    def __init__(self, n_items: int, config: Any = None, **overrides: Any):
+        super().__init__(n_items, config, **overrides)
+        self.module = None
+        self.history: TrainHistory | None = None
+
+    # ------------------------------------------------------------------ what subclasses implement
+    @abstractmethod
+    def build_module(self) -> torch.nn.Module:
+        """A freshly initialised network (the loop seeds torch before calling `build`)."""
+
+    @abstractmethod
+    def batches(self, train: Sequences, batch_size: int, rng: np.random.Generator
+                ) -> Iterator[dict[str, torch.Tensor]]:
+        """One epoch of training batches; all randomness (shuffling, negatives, masks) must come from `rng`."""
+
+    @abstractmethod
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Scalar training loss for one batch (already on the model's device)."""
+
+    def num_batches(self, train: Sequences, batch_size: int) -> int | None:
+        """Batches per epoch, for the progress bar; override when `batches` is not one batch per user slice."""
+        return math.ceil(len(train) / batch_size)
+
+    def item_embeddings(self) -> np.ndarray:
+        """(n_items, dim) collaborative item vectors, e.g. for semantic IDs built from CF signal."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose item embeddings "
+                                  "(implement item_embeddings() returning an (n_items, dim) array)")
+
+    # ------------------------------------------------------------------ provided
+    @property
+    def train_config(self) -> TrainConfig:
+        cfg = getattr(self.config, "train", None)
+        if not isinstance(cfg, TrainConfig):
+            raise ConfigError(f"{type(self).__name__}.Config needs a field `train: TrainConfig = "
+                              "field(default_factory=TrainConfig)`")
+        return cfg
+
+    @property
+    def device(self) -> torch.device:
+        if self.module is None:
+            return torch.device("cpu")
+        p = next(self.module.parameters(), None)
+        if p is None:
+            b = next(self.module.buffers(), None)
+            return b.device if b is not None else torch.device("cpu")
+        return p.device
+
+    def build(self, device: str | torch.device = "cpu") -> "TorchRecommender":
+        """Create `self.module` on `device` (called by `fit` after seeding, and by `load`)."""
+        self.module = self.build_module().to(device)
+        return self
+
+    def to(self, device: str | torch.device) -> "TorchRecommender":
+        if self.module is not None:
+            self.module.to(device)
+        return self
+
+    @contextlib.contextmanager
+    def scoring(self) -> Iterator[None]:
+        was_training = self.module.training if self.module is not None else False
+        if self.module is not None:
+            self.module.eval()
+        try:
+            with torch.inference_mode():
+                yield
+        finally:
+            if self.module is not None and was_training:
+                self.module.train()
+
+    def fit(self, train: Sequences, valid: EvalSet | None = None) -> "TorchRecommender":
+        """Train with `semrec.training.train(self, train, valid, self.train_config)`; history in `self.history`."""
+        from semrec.training.loop import train as train_loop
+
+        self.history = train_loop(self, train, valid, self.train_config)
+        return self

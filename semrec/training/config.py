@@ -1,0 +1,147 @@
+"""`TrainConfig` (the training loop's options with defaults) and helpers for nested config dataclasses.
+
+Every torch model's `Config` holds a `train: TrainConfig` field, so one JSON/YAML file or a list of
+`key=value` overrides (`epochs=50`, `train.lr=1e-3`, `hidden=64`) describes a whole run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from semrec.errors import ConfigError
+
+OPTIMIZERS = ("adam", "adamw")
+
+
+@dataclass
+class TrainConfig:
+    """Options of `semrec.training.train`; the defaults suit a small sequential model on CPU."""
+
+    epochs: int = 20
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    optimizer: str = "adam"  # adam | adamw
+    max_grad_norm: float | None = None  # clip the global gradient norm; None = no clipping
+    patience: int = 5  # evaluations without improvement before stopping; 0 = never stop early
+    eval_every: int = 1  # validate every N epochs (and always after the last one)
+    metric: str = "ndcg@10"  # validation metric that picks the best epoch (higher is better)
+    eval_batch_size: int = 1024
+    eval_exclude_history: bool = False  # validation protocol: mask history items (False = DESIGN.md default)
+    seed: int = 0
+    device: str = "cpu"
+    num_threads: int | None = None  # torch intra-op threads; None = leave torch's default
+    checkpoint_dir: str | None = None  # write last/ (every epoch) and best/ here; None = keep best in memory
+    resume: bool = False  # continue from checkpoint_dir/last when it exists
+    log_path: str | None = None  # JSON lines, one record per epoch
+    progress: bool = True  # tqdm bars on stderr
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"train.optimizer={self.optimizer!r}; choose one of {OPTIMIZERS}")
+        for name in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.patience < 0:
+            raise ConfigError(f"train.patience must be >= 0 (0 = never stop early), got {self.patience}")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        metric_k(self.metric)
+        if self.resume and not self.checkpoint_dir:
+            raise ConfigError("train.resume=true needs train.checkpoint_dir (the folder holding last/)")
+
+
+def metric_k(metric: str) -> int | None:
+    """The cut-off of a metric name ('ndcg@10' -> 10, 'mrr' -> None); raises ConfigError for unknown names."""
+    name, _, k = metric.partition("@")
+    if name not in ("recall", "ndcg", "mrr") or (k and not k.isdigit()) or (name != "mrr" and not k):
+        raise ConfigError(f"unknown metric {metric!r}; use recall@K, ndcg@K, mrr@K or mrr (e.g. ndcg@10)")
+    return int(k) if k else None
+
+
+# ---------------------------------------------------------------------------- nested dataclass helpers
+def _field_types(cls: type) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(cls)
+    except Exception:  # unresolvable forward references: fall back to the raw annotations
+        return {f.name: f.type for f in dataclasses.fields(cls)}
+
+
+def _dataclass_type(tp: Any) -> type | None:
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return tp
+    for arg in typing.get_args(tp):  # Optional[Sub]
+        if isinstance(arg, type) and dataclasses.is_dataclass(arg):
+            return arg
+    return None
+
+
+def config_from_dict(cls: type, data: dict[str, Any], *, strict: bool = False, where: str = "config") -> Any:
+    """Build dataclass `cls` from a (JSON/YAML) dict, recursing into nested dataclass fields.
+
+    Unknown keys raise ConfigError when `strict`, else are ignored (old run folders keep loading).
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    types = _field_types(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown and strict:
+        raise ConfigError(f"{where}: unknown option(s) {unknown}; known: {sorted(names)}")
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in names:
+            continue
+        sub = _dataclass_type(types.get(key))
+        if sub is not None and isinstance(value, dict):
+            value = config_from_dict(sub, value, strict=strict, where=f"{where}.{key}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return {"none": None, "null": None, "true": True, "false": False}.get(text.lower(), text)
+
+
+def apply_overrides(config: Any, overrides: dict[str, Any] | list[str]) -> Any:
+    """A copy of `config` with `key=value` overrides applied; values given as strings are parsed as JSON.
+
+    Dotted keys reach nested dataclasses (`train.lr=3e-4`). A plain key that is not a field of the
+    model config but is one of its `train` config is applied there (`epochs=5` == `train.epochs=5`).
+    """
+    if isinstance(overrides, list):
+        pairs: dict[str, Any] = {}
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"--set {item!r} is not key=value (e.g. --set train.epochs=5)")
+            key, value = item.split("=", 1)
+            pairs[key.strip().replace("-", "_")] = _parse_value(value.strip())
+        overrides = pairs
+    for key, value in overrides.items():
+        config = _set(config, key.split("."), value, key)
+    return config
+
+
+def _set(config: Any, path: list[str], value: Any, full: str) -> Any:
+    names = {f.name for f in dataclasses.fields(config)}
+    head = path[0]
+    if head not in names:
+        sub = getattr(config, "train", None)
+        if len(path) == 1 and dataclasses.is_dataclass(sub) and head in {f.name for f in dataclasses.fields(sub)}:
+            return dataclasses.replace(config, train=_set(sub, path, value, full))
+        raise ConfigError(f"unknown option {full!r}; known: {sorted(names)}")
+    if len(path) > 1:
+        sub = getattr(config, head)
+        if not dataclasses.is_dataclass(sub):
+            raise ConfigError(f"option {full!r}: {head!r} has no sub-options")
+        return dataclasses.replace(config, **{head: _set(sub, path[1:], value, full)})
+    if dataclasses.is_dataclass(getattr(config, head)) and isinstance(value, dict):
+        value = config_from_dict(type(getattr(config, head)), value, strict=True, where=full)
+    return dataclasses.replace(config, **{head: value})

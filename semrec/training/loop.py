@@ -1,0 +1,204 @@
+"""The training loop shared by every torch model: epochs, validation, early stopping, checkpoints, resume.
+
+A model supplies `batches`, `loss` and `score` (see `semrec.models.base.TorchRecommender`); the loop owns
+seeding, the optimizer, gradient clipping, progress, timing and persistence, so every model trains,
+stops and resumes the same way and two runs with the same seed give the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from semrec.data.sequences import Sequences
+from semrec.data.splits import EvalSet
+from semrec.errors import SemrecError
+from semrec.training.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
+from semrec.training.config import TrainConfig, metric_k
+
+
+class TrainingError(SemrecError, RuntimeError):
+    """Training cannot continue (e.g. the loss became NaN)."""
+
+
+@dataclass
+class TrainHistory:
+    """One record per epoch: loss, steps, epoch_s (training wall time), eval_s, elapsed_s, valid metrics."""
+
+    metric: str
+    records: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0  # 0 = no validation ran; the final weights are the last epoch's
+    best_score: float = -math.inf
+    stopped_early: bool = False
+    resumed_from: int | None = None  # epoch of the checkpoint this run continued from
+
+    @property
+    def epochs(self) -> int:
+        return len(self.records)
+
+    @property
+    def train_s(self) -> float:
+        """Total training time (excluding validation), summed over epochs, including ones before a resume."""
+        return float(sum(r["epoch_s"] for r in self.records))
+
+    @property
+    def epoch_s(self) -> float:
+        """Mean training wall time per epoch."""
+        return self.train_s / max(self.epochs, 1)
+
+    @property
+    def best_metrics(self) -> dict[str, float]:
+        for r in self.records:
+            if r["epoch"] == self.best_epoch:
+                return r.get("valid", {})
+        return {}
+
+    def time_to_target(self, target: float, metric: str | None = None) -> float | None:
+        """Elapsed seconds (training + validation) until the validation metric first reached `target`."""
+        metric = metric or self.metric
+        for r in self.records:
+            if r.get("valid", {}).get(metric, -math.inf) >= target:
+                return float(r["elapsed_s"])
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d |= {"train_s": round(self.train_s, 3), "epoch_s": round(self.epoch_s, 3), "epochs": self.epochs}
+        if not math.isfinite(self.best_score):
+            d["best_score"] = None
+        return d
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy's legacy global RNG and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
+    cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[cfg.optimizer]
+    return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _log(path: str | None, record: dict[str, Any]) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as f:
+            f.write(json.dumps(record, default=float) + "\n")
+
+
+def _validate(model: Any, valid: EvalSet, cfg: TrainConfig, epoch: int) -> tuple[dict[str, float], float]:
+    from semrec.evaluation import evaluate
+
+    k = metric_k(cfg.metric)
+    ks = tuple(sorted({5, 10, 20} | ({k} if k else set())))
+    t0 = time.perf_counter()
+    res = evaluate(model, valid, ks=ks, batch_size=cfg.eval_batch_size, exclude_history=cfg.eval_exclude_history,
+                   name=f"valid epoch {epoch}")
+    return {m: round(v, 6) for m, v in res.summary().items()}, time.perf_counter() - t0
+
+
+def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: TrainConfig | None = None
+          ) -> TrainHistory:
+    """Train a `TorchRecommender` in place and return its history; the best validation epoch's weights
+    are restored at the end (the last epoch's when `valid` is None)."""
+    cfg = config or model.train_config
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    seed_everything(cfg.seed)
+    if model.module is None:
+        model.build(cfg.device)
+    else:
+        model.to(cfg.device)
+    device = model.device
+    optimizer = make_optimizer(model.module.parameters(), cfg)
+    rng = np.random.default_rng(cfg.seed)
+    hist = TrainHistory(metric=cfg.metric)
+    bad_evals, elapsed, start_epoch = 0, 0.0, 1
+    ckpt = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+    best_in_memory: dict[str, torch.Tensor] | None = None
+
+    if cfg.resume and ckpt is not None and (ckpt / "last" / "state.json").exists():
+        loop = load_checkpoint(ckpt / "last", model, optimizer, rng)
+        hist = TrainHistory(metric=cfg.metric, records=loop["records"], best_epoch=loop["best_epoch"],
+                            best_score=-math.inf if loop["best_score"] is None else loop["best_score"],
+                            stopped_early=loop["stopped_early"], resumed_from=loop["epoch"])
+        bad_evals, elapsed, start_epoch = loop["bad_evals"], loop["elapsed_s"], loop["epoch"] + 1
+        _log(cfg.log_path, {"event": "resumed", "epoch": loop["epoch"]})
+        if hist.stopped_early:
+            start_epoch = cfg.epochs + 1
+
+    n_batches = model.num_batches(train, cfg.batch_size)
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        model.module.train()
+        t0 = time.perf_counter()
+        total, steps = 0.0, 0
+        bar = tqdm(model.batches(train, cfg.batch_size, rng), total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}",
+                   unit="batch", disable=not cfg.progress, leave=False, dynamic_ncols=True)
+        for batch in bar:
+            batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+            loss = model.loss(batch)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"loss is {loss.item()} at epoch {epoch}, step {steps + 1} (fix: lower train.lr, "
+                                    "set train.max_grad_norm, or check the model's loss for log(0))")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.max_grad_norm:
+                torch.nn.utils.clip_grad_norm_(model.module.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            total += float(loss.detach())
+            steps += 1
+            if steps % 20 == 0:
+                bar.set_postfix(loss=f"{total / steps:.4f}")
+        epoch_s = time.perf_counter() - t0
+        rec: dict[str, Any] = {"epoch": epoch, "loss": total / max(steps, 1), "steps": steps,
+                               "epoch_s": round(epoch_s, 4)}
+        eval_s = 0.0
+        if valid is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+            metrics, eval_s = _validate(model, valid, cfg, epoch)
+            score = metrics[cfg.metric]
+            rec |= {"valid": metrics, "eval_s": round(eval_s, 4)}
+            if score > hist.best_score:
+                hist.best_score, hist.best_epoch, bad_evals = score, epoch, 0
+                if ckpt is not None:
+                    save_weights(ckpt / "best", model)
+                else:
+                    best_in_memory = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                bad_evals += 1
+        elapsed += epoch_s + eval_s
+        rec["elapsed_s"] = round(elapsed, 4)
+        rec["best_epoch"] = hist.best_epoch
+        hist.records.append(rec)
+        hist.stopped_early = bool(cfg.patience and bad_evals >= cfg.patience and epoch < cfg.epochs)
+        if ckpt is not None:
+            save_checkpoint(ckpt / "last", model, optimizer, rng,
+                            {"epoch": epoch, "records": hist.records, "best_epoch": hist.best_epoch,
+                             "best_score": hist.best_score if math.isfinite(hist.best_score) else None,
+                             "bad_evals": bad_evals, "elapsed_s": elapsed, "stopped_early": hist.stopped_early,
+                             "config": asdict(cfg)})
+        _log(cfg.log_path, rec)
+        if cfg.progress:
+            shown = f", valid {cfg.metric} {rec['valid'][cfg.metric]:.4f}" if "valid" in rec else ""
+            tqdm.write(f"epoch {epoch}: loss {rec['loss']:.4f}, {epoch_s:.1f}s{shown}")
+        if hist.stopped_early:
+            _log(cfg.log_path, {"event": "early_stop", "epoch": epoch, "best_epoch": hist.best_epoch})
+            break
+
+    if hist.best_epoch and hist.best_epoch != (hist.records[-1]["epoch"] if hist.records else 0):
+        if ckpt is not None:
+            load_weights(ckpt / "best", model)
+        elif best_in_memory is not None:
+            model.load_state_dict(best_in_memory)
+    model.module.eval()
+    return hist
