@@ -108,6 +108,14 @@ def _validate(model: Any, valid: EvalSet, cfg: TrainConfig, epoch: int) -> tuple
     return {m: round(v, 6) for m, v in res.summary().items()}, time.perf_counter() - t0
 
 
+def _last_checkpoint(ckpt: Path) -> Path | None:
+    """`last/`, or the previous copy a kill between the two renames of an atomic swap left as `.last.old/`."""
+    for p in (ckpt / "last", ckpt / ".last.old"):
+        if (p / "state.json").exists():
+            return p
+    return None
+
+
 def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: TrainConfig | None = None
           ) -> TrainHistory:
     """Train a `TorchRecommender` in place and return its history; the best validation epoch's weights
@@ -128,8 +136,9 @@ def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: Tr
     ckpt = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
     best_in_memory: dict[str, torch.Tensor] | None = None
 
-    if cfg.resume and ckpt is not None and (ckpt / "last" / "state.json").exists():
-        loop = load_checkpoint(ckpt / "last", model, optimizer, rng)
+    last = _last_checkpoint(ckpt) if cfg.resume and ckpt is not None else None
+    if last is not None:
+        loop = load_checkpoint(last, model, optimizer, rng)
         hist = TrainHistory(metric=cfg.metric, records=loop["records"], best_epoch=loop["best_epoch"],
                             best_score=-math.inf if loop["best_score"] is None else loop["best_score"],
                             stopped_early=loop["stopped_early"], resumed_from=loop["epoch"])
