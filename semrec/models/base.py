@@ -165,12 +165,15 @@ class ScoringRecommender(Recommender):
                 if scores.shape != (len(rows), self.n_items):
                     raise ConfigError(f"{type(self).__name__}.score returned shape {tuple(scores.shape)}; "
                                       f"expected ({len(rows)}, {self.n_items})")
+                if not scores.is_floating_point():
+                    scores = scores.float()
                 if exclude is not None:
                     ex = exclude.select(rows)
                     r = torch.from_numpy(np.repeat(np.arange(len(rows)), ex.lengths)).to(scores.device)
                     c = torch.from_numpy(ex.items).to(scores.device)
-                    scores = scores.float().index_put((r, c), torch.tensor(-math.inf, device=scores.device))
-                top = torch.topk(scores.float(), k, dim=1)
+                    scores = scores.index_put((r, c), torch.tensor(-math.inf, dtype=scores.dtype,
+                                                                   device=scores.device))
+                top = torch.topk(scores, k, dim=1)
                 ids[rows] = top.indices.cpu().numpy()
                 vals[rows] = top.values.cpu().numpy()
         return ids, vals
