@@ -1,0 +1,133 @@
+"""Vectorised k-means in torch (k-means++ init, Lloyd iterations, chunked distances, any device) and a
+capacitated assignment used for balanced codebooks and collision re-assignment.
+
+Fitting follows faiss: centroids are learned on at most `max_points_per_centroid * k` sampled points,
+then every point is assigned in chunks, so 1M x 384-d vectors fit in seconds per level on a CPU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from semrec.errors import ConfigError
+
+
+def sq_distances(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """(n, k) squared Euclidean distances via one matmul (clamped at 0 against rounding)."""
+    return ((x * x).sum(1, keepdim=True) - 2.0 * (x @ c.T) + (c * c).sum(1)[None, :]).clamp_min_(0.0)
+
+
+def nearest(x: torch.Tensor, c: torch.Tensor, chunk: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index and squared distance of the nearest centroid for each row, computed in row chunks."""
+    idx = torch.empty(len(x), dtype=torch.long, device=x.device)
+    dist = torch.empty(len(x), dtype=x.dtype, device=x.device)
+    c2 = (c * c).sum(1)
+    for s in range(0, len(x), chunk):
+        xb = x[s:s + chunk]
+        d = (xb * xb).sum(1, keepdim=True) - 2.0 * (xb @ c.T) + c2[None, :]
+        dist[s:s + chunk], idx[s:s + chunk] = d.min(1)
+    return idx, dist.clamp_min_(0.0)
+
+
+def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """k-means++ seeding (Arthur & Vassilvitskii 2007): each new centre drawn with prob. ~ squared distance."""
+    n = len(x)
+    first = torch.randint(n, (1,), generator=generator).item()
+    centres = [x[first]]
+    d = sq_distances(x, x[first:first + 1]).squeeze(1)
+    for _ in range(1, k):
+        total = d.sum()
+        if total <= 0:  # fewer distinct points than k: reuse random points
+            i = torch.randint(n, (1,), generator=generator).item()
+        else:
+            i = torch.multinomial((d / total).cpu(), 1, generator=generator).item()
+        centres.append(x[i])
+        d = torch.minimum(d, sq_distances(x, x[i:i + 1]).squeeze(1))
+    return torch.stack(centres)
+
+
+def capacitated_assign(dist: np.ndarray, capacity: np.ndarray | int, groups: np.ndarray | None = None,
+                       n_groups: int | None = None) -> np.ndarray:
+    """Assign each row to a column so no (group, column) bin exceeds its capacity; near-greedy by distance.
+
+    Rounds of proposals: every unassigned row proposes its nearest non-full bin, each bin keeps its
+    closest proposers up to its remaining capacity. Each round fills at least one bin, so it ends; each
+    round is vectorised. Ties go to the lower row index, so the result is deterministic.
+    """
+    dist = np.asarray(dist, dtype=np.float64)
+    n, k = dist.shape
+    groups = np.zeros(n, dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
+    g = int(n_groups if n_groups is not None else (groups.max(initial=-1) + 1))
+    cap = np.asarray(capacity, dtype=np.int64)
+    remaining = (np.full((g, k), int(cap)) if cap.ndim == 0 else np.tile(cap, (g, 1)) if cap.ndim == 1
+                 else cap.copy())
+    flat = remaining.reshape(-1)  # a view: updates below change `remaining`
+    assign = np.full(n, -1, dtype=np.int64)
+    todo = np.arange(n)
+    while todo.size:
+        d = np.where(remaining[groups[todo]] > 0, dist[todo], np.inf)
+        prop = d.argmin(1)
+        pd = d[np.arange(len(todo)), prop]
+        if np.isinf(pd).any():
+            raise ConfigError(f"no capacity left for {int(np.isinf(pd).sum())} item(s): total capacity is below "
+                              "the number of items (fix: raise the codebook size or the balance slack)")
+        bins = groups[todo] * k + prop
+        order = np.lexsort((np.arange(len(todo)), pd, bins))
+        sb = bins[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(sb)) + 1]
+        rank = np.arange(len(sb)) - np.repeat(starts, np.diff(np.r_[starts, len(sb)]))
+        ok = rank < flat[sb]
+        won = order[ok]
+        assign[todo[won]] = prop[won]
+        np.subtract.at(flat, sb[ok], 1)
+        todo = np.sort(todo[order[~ok]])
+    return assign
+
+
+def _update(sample: torch.Tensor, c: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    """New centroids as cluster means; empty clusters re-seeded at the points farthest from their centroid."""
+    k = len(c)
+    counts = torch.bincount(a, minlength=k).to(sample.dtype)
+    new = torch.zeros_like(c).index_add_(0, a, sample) / counts.clamp_min(1)[:, None]
+    empty = counts == 0
+    if empty.any():
+        far = torch.topk(((sample - c[a]) ** 2).sum(1), int(empty.sum())).indices
+        new[empty] = sample[far]
+    return new
+
+
+def kmeans(x: torch.Tensor, k: int, n_iter: int = 20, seed: int = 0, max_points_per_centroid: int | None = 256,
+           balanced: bool = False, balance_slack: float = 0.0, balanced_iters: int = 5, chunk: int = 65536
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Centroids (k, d) and the assignment (n,) of every row of `x`.
+
+    With `balanced`, Lloyd runs as usual, then `balanced_iters` iterations with capacitated assignment
+    refine the centroids, and the returned assignment gives no centroid more than
+    ceil(n / k * (1 + balance_slack)) rows.
+    """
+    n = len(x)
+    if n < k:
+        raise ConfigError(f"k-means with k={k} needs at least k points, got {n} (fix: lower the codebook size)")
+    g = torch.Generator().manual_seed(seed)
+    if max_points_per_centroid and n > max_points_per_centroid * k:
+        sample = x[torch.randperm(n, generator=g)[:max_points_per_centroid * k].to(x.device)]
+    else:
+        sample = x
+    c = kmeans_plusplus(sample, k, g)
+    for _ in range(n_iter):
+        new = _update(sample, c, nearest(sample, c, chunk)[0])
+        shift = (new - c).pow(2).sum()
+        c = new
+        if shift <= 1e-10 * (c * c).sum():
+            break
+    if not balanced:
+        return c, nearest(x, c, chunk)[0]
+    cap = math.ceil(len(sample) / k * (1.0 + balance_slack))
+    for _ in range(balanced_iters):
+        a = torch.from_numpy(capacitated_assign(sq_distances(sample, c).cpu().numpy(), cap)).to(x.device)
+        c = _update(sample, c, a)
+    cap_all = math.ceil(n / k * (1.0 + balance_slack))
+    return c, torch.from_numpy(capacitated_assign(sq_distances(x, c).cpu().numpy(), cap_all)).to(x.device)
