@@ -17,6 +17,7 @@ def _register() -> None:
 
     app.add_typer(data.app, name="data")
     quickstart.register(app)
+    __import__("semrec.cli.train", fromlist=["register"]).register(app)
 
 
 def main() -> None:

@@ -54,13 +54,10 @@ def get_model_class(name: str) -> type["Recommender"]:
 
 
 def available_models() -> list[str]:
-    """Names of every model module shipped in semrec.models plus anything registered at run time."""
-    import pkgutil
-
-    import semrec.models as pkg
-
-    skip = {"base"}
-    names = {m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name not in skip and not m.name.startswith("_")}
+    """Registered names plus model modules in semrec.models not imported yet (files that use `@register`)."""
+    folder = Path(__file__).parent
+    names = {p.stem for p in folder.glob("*.py") if p.stem != "base" and not p.stem.startswith("_")
+             and "@register" in p.read_text(errors="ignore")}
     return sorted(names | set(REGISTRY))
 
 

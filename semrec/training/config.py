@@ -142,6 +142,9 @@ def _set(config: Any, path: list[str], value: Any, full: str) -> Any:
         if not dataclasses.is_dataclass(sub):
             raise ConfigError(f"option {full!r}: {head!r} has no sub-options")
         return dataclasses.replace(config, **{head: _set(sub, path[1:], value, full)})
-    if dataclasses.is_dataclass(getattr(config, head)) and isinstance(value, dict):
-        value = config_from_dict(type(getattr(config, head)), value, strict=True, where=full)
+    current = getattr(config, head)
+    if dataclasses.is_dataclass(current) and isinstance(value, dict):  # merge, keeping the model's own defaults
+        for key, sub_value in value.items():
+            current = _set(current, [key], sub_value, f"{full}.{key}")
+        return dataclasses.replace(config, **{head: current})
     return dataclasses.replace(config, **{head: value})

@@ -90,7 +90,8 @@ def make_optimizer(params: Any, cfg: TrainConfig) -> torch.optim.Optimizer:
     return cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _log(path: str | None, record: dict[str, Any]) -> None:
+def log_jsonl(path: str | None, record: dict[str, Any]) -> None:
+    """Append one JSON line to `path` (no-op when None)."""
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a") as f:
@@ -143,7 +144,7 @@ def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: Tr
                             best_score=-math.inf if loop["best_score"] is None else loop["best_score"],
                             stopped_early=loop["stopped_early"], resumed_from=loop["epoch"])
         bad_evals, elapsed, start_epoch = loop["bad_evals"], loop["elapsed_s"], loop["epoch"] + 1
-        _log(cfg.log_path, {"event": "resumed", "epoch": loop["epoch"]})
+        log_jsonl(cfg.log_path, {"event": "resumed", "epoch": loop["epoch"]})
         if hist.stopped_early:
             start_epoch = cfg.epochs + 1
 
@@ -196,12 +197,12 @@ def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: Tr
                              "best_score": hist.best_score if math.isfinite(hist.best_score) else None,
                              "bad_evals": bad_evals, "elapsed_s": elapsed, "stopped_early": hist.stopped_early,
                              "config": asdict(cfg)})
-        _log(cfg.log_path, rec)
+        log_jsonl(cfg.log_path, rec)
         if cfg.progress:
             shown = f", valid {cfg.metric} {rec['valid'][cfg.metric]:.4f}" if "valid" in rec else ""
             tqdm.write(f"epoch {epoch}: loss {rec['loss']:.4f}, {epoch_s:.1f}s{shown}")
         if hist.stopped_early:
-            _log(cfg.log_path, {"event": "early_stop", "epoch": epoch, "best_epoch": hist.best_epoch})
+            log_jsonl(cfg.log_path, {"event": "early_stop", "epoch": epoch, "best_epoch": hist.best_epoch})
             break
 
     if hist.best_epoch and hist.best_epoch != (hist.records[-1]["epoch"] if hist.records else 0):

@@ -1,0 +1,167 @@
+"""A training run as a folder: build a model from a name + config, fit it, evaluate valid and test, write it all.
+
+```
+RUN_DIR/config.json            model name, resolved model config, data and split provenance, protocol
+RUN_DIR/dataset_manifest.json  copy of the dataset's manifest
+RUN_DIR/split/                 the exact split used (split.npz + split.json)
+RUN_DIR/model/                 Recommender.save() (config.json + model.safetensors)
+RUN_DIR/metrics.json           valid + test metrics, exclude_history, protocol, timings
+RUN_DIR/eval/{valid,test}/     EvalResult (per-row ranks for paired comparisons)
+RUN_DIR/train_log.jsonl        one JSON line per epoch (torch models) or per fit
+RUN_DIR/checkpoints/           last/ and best/ (torch models; `--resume` continues from last/)
+```
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from semrec.data.dataset import Dataset
+from semrec.data.splits import SPLITS, Split
+from semrec.errors import ConfigError, DataError
+from semrec.evaluation import EvalResult, evaluate
+from semrec.io import read_json, write_json
+from semrec.training.config import apply_overrides
+from semrec.training.loop import log_jsonl
+
+DEFAULT_KS = (5, 10, 20)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML or JSON mapping of model options (nested `train:` allowed); errors name the file and line."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())  # JSON is YAML too
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        raise DataError(f"invalid YAML: {e.problem}", path=path, line=mark.line + 1 if mark else None,
+                        fix="repair the syntax at that line") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DataError("expected a mapping of option: value at the top level", path=path, line=1)
+    return data
+
+
+def build_model(name: str, n_items: int, config_file: str | Path | None = None,
+                overrides: list[str] | dict[str, Any] | None = None, device: str | None = None) -> Any:
+    """Instantiate registered model `name` with defaults <- config file <- overrides (<- device)."""
+    from semrec.models import get_model_class
+
+    cls = get_model_class(name)
+    cfg = cls.Config()
+    if config_file is not None:
+        cfg = apply_overrides(cfg, read_config_file(config_file))
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
+    if device is not None:
+        names = {f.name for f in dataclasses.fields(cfg)}
+        if "train" in names:
+            cfg = apply_overrides(cfg, {"train.device": device})
+        elif "device" in names:
+            cfg = apply_overrides(cfg, {"device": device})
+    return cls(n_items, cfg)
+
+
+def make_split(dataset: Dataset, split_dir: str | Path | None = None, kind: str = "leave-one-out",
+               options: dict[str, Any] | None = None) -> Split:
+    """Load a saved split, or compute one of SPLITS from the dataset."""
+    if split_dir is not None:
+        sp = Split.load(split_dir)
+        if sp.n_items != dataset.n_items:
+            raise DataError(f"split has {sp.n_items} items but the dataset has {dataset.n_items}", path=split_dir,
+                            fix="use a split made from this dataset (semrec data split)")
+        return sp
+    if kind not in SPLITS:
+        raise ConfigError(f"unknown split kind {kind!r}; choose one of {list(SPLITS)}")
+    return SPLITS[kind](dataset, **(options or {}))
+
+
+def train_run(model: Any, split: Split, out: str | Path, *, dataset: Dataset | None = None,
+              ks: tuple[int, ...] = DEFAULT_KS, exclude_history: bool = False, resume: bool = False,
+              provenance: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
+    """Fit `model` on `split.train` (validating on `split.valid`), evaluate valid + test, write RUN_DIR `out`.
+
+    Returns the metrics.json content.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "train_log.jsonl"
+    if hasattr(model, "train_config"):
+        overrides: dict[str, Any] = {"train.checkpoint_dir": str(out / "checkpoints")}
+        if model.train_config.log_path is None:
+            overrides["train.log_path"] = str(log_path)
+        model.config = apply_overrides(model.config, overrides | {"train.resume": resume})
+        log_path = Path(model.config.train.log_path)
+    protocol = {"split": split.kind, "split_options": split.options, "ks": list(ks),
+                "exclude_history": exclude_history, "full_ranking": True,
+                "valid_rows": len(split.valid), "test_rows": len(split.test)}
+    config = {"model": model.name, "n_items": model.n_items, "config": dataclasses.asdict(model.config),
+              "protocol": protocol, "command": " ".join(["semrec", *sys.argv[1:]]) if sys.argv else None,
+              **(provenance or {})}
+    write_json(out / "config.json", config)
+    if dataset is not None:
+        write_json(out / "dataset_manifest.json", dataset.manifest())
+    split.save(out / "split")
+
+    t0 = time.perf_counter()
+    model.fit(split.train, split.valid)
+    fit_s = time.perf_counter() - t0
+    history = getattr(model, "history", None)
+    if history is None:
+        log_jsonl(str(log_path), {"event": "fit", "fit_s": round(fit_s, 4)})
+    model.save(out / "model")
+
+    metrics: dict[str, Any] = {"model": model.name, "exclude_history": exclude_history, "protocol": protocol}
+    timing: dict[str, float] = {"fit_s": round(fit_s, 3)}
+    for name in ("valid", "test"):
+        res = evaluate(model, getattr(split, name), ks=ks, exclude_history=exclude_history, train=split.train,
+                       progress=progress, name=name)
+        res.save(out / "eval" / eval_name(name, exclude_history))
+        metrics[name] = res.metrics
+        timing[f"{name}_eval_s"] = res.settings["eval_s"]
+    if history is not None:
+        write_json(out / "history.json", history.to_dict())
+        timing |= {"train_s": round(history.train_s, 3), "epoch_s": round(history.epoch_s, 3)}
+        metrics["best_epoch"] = history.best_epoch
+        metrics["epochs"] = history.epochs
+    metrics["timing"] = timing
+    write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+def eval_name(split: str, exclude_history: bool) -> str:
+    """Folder name of an evaluation inside RUN_DIR/eval/."""
+    return f"{split}-exclude-history" if exclude_history else split
+
+
+def load_run(path: str | Path, device: str = "cpu") -> tuple[Any, Split, dict[str, Any]]:
+    """(model, split, config) of a run folder written by `train_run`."""
+    from semrec.models import Recommender
+
+    path = Path(path)
+    if not (path / "model" / "config.json").exists():
+        raise DataError("not a semrec run folder (no model/config.json)", path=path,
+                        fix="create one with `semrec train MODEL --data DATASET --out RUN_DIR`")
+    return Recommender.load(path / "model", device=device), Split.load(path / "split"), read_json(path / "config.json")
+
+
+def load_eval(path: str | Path, split: str = "test", exclude_history: bool = False) -> EvalResult:
+    """An EvalResult from a run folder (RUN_DIR/eval/<split>) or from an EvalResult folder itself."""
+    path = Path(path)
+    if (path / "result.json").exists():
+        return EvalResult.load(path)
+    target = path / "eval" / eval_name(split, exclude_history)
+    if not (target / "result.json").exists():
+        flag = " --exclude-history" if exclude_history else ""
+        raise DataError(f"no {eval_name(split, exclude_history)} evaluation in this run", path=path,
+                        fix=f"run `semrec evaluate {path} --split {split}{flag}` first")
+    return EvalResult.load(target)
