@@ -36,6 +36,21 @@ def source_record(path: str | Path) -> dict[str, Any]:
     return {"path": str(p), "bytes": p.stat().st_size, "sha256": file_sha256(p)}
 
 
+def _sort_by_user_time(inter: pl.DataFrame, n_users: int) -> pl.DataFrame:
+    """Stable sort by (user_idx, timestamp). Both keys are packed into one UInt64 when they fit (a single-key
+    sort is ~20x faster than a two-key one on 20M rows); ties keep the input row order either way."""
+    if inter.height == 0:
+        return inter
+    t = inter["timestamp"]
+    t_min, t_max = t.min(), t.max()
+    user_bits = max(int(n_users - 1).bit_length(), 1)
+    if t_min is None or t.null_count() or int(t_max) - int(t_min) >= 1 << (64 - user_bits):
+        return inter.sort(["user_idx", "timestamp"], maintain_order=True)
+    key = (pl.col("user_idx").cast(pl.UInt64) * (1 << (64 - user_bits))
+           + (pl.col("timestamp") - t_min).cast(pl.UInt64))
+    return inter.sort(key, maintain_order=True)
+
+
 @dataclass
 class Dataset:
     """Items, users and chronologically sorted interactions with dense 0-based indices.
@@ -56,11 +71,14 @@ class Dataset:
     # ------------------------------------------------------------------ construction
     @classmethod
     def build(cls, interactions: pl.DataFrame, items: pl.DataFrame | None = None, *, name: str = "dataset",
-              text_fields: list[str] | None = None, meta: dict[str, Any] | None = None) -> "Dataset":
+              text_fields: list[str] | None = None, meta: dict[str, Any] | None = None,
+              users: pl.DataFrame | None = None) -> "Dataset":
         """Index raw tables: `interactions` has user_id, item_id, [timestamp], [rating]; `items` has item_id + attributes.
 
         Item order: the item table's row order, then items seen only in interactions (first appearance).
-        User order: first appearance in `interactions`. Ties in time keep the input row order.
+        User order: first appearance in `interactions`; with a `users` table (user_id + attributes, e.g.
+        MovieLens demographics) its row order first, so users without interactions are kept too.
+        Ties in time keep the input row order.
         """
         missing = [c for c in ("user_id", "item_id") if c not in interactions.columns]
         if missing:
@@ -84,26 +102,38 @@ class Dataset:
         items = items.with_row_index("item_idx").with_columns(pl.col("item_idx").cast(pl.Int64))
         items = items.select(["item_idx", "item_id", *[c for c in items.columns if c not in ("item_idx", "item_id")]])
 
-        users = (inter.select("user_id").unique(maintain_order=True).with_row_index("user_idx")
-                 .with_columns(pl.col("user_idx").cast(pl.Int64)).select("user_idx", "user_id"))
+        seen = inter.select("user_id").unique(maintain_order=True)
+        if users is not None:
+            if "user_id" not in users.columns:
+                raise DataError("user table lacks column 'user_id'", field="user_id")
+            users = users.with_columns(pl.col("user_id").cast(pl.Utf8)).unique("user_id", keep="first",
+                                                                                 maintain_order=True)
+            extra_users = seen.join(users.select("user_id"), on="user_id", how="anti")
+            seen = pl.concat([users, extra_users], how="diagonal_relaxed") if extra_users.height else users
+        users = seen.with_row_index("user_idx").with_columns(pl.col("user_idx").cast(pl.Int64))
+        users = users.select(["user_idx", "user_id", *[c for c in users.columns if c not in ("user_idx", "user_id")]])
         cols = ["user_idx", "item_idx", "timestamp"] + (["rating"] if "rating" in inter.columns else [])
-        inter = (inter.join(users, on="user_id", how="left", maintain_order="left")
+        inter = (inter.join(users.select("user_id", "user_idx"), on="user_id", how="left", maintain_order="left")
                  .join(items.select("item_id", "item_idx"), on="item_id", how="left", maintain_order="left")
-                 .select(cols)
-                 .sort(["user_idx", "timestamp"], maintain_order=True))
+                 .select(cols))
+        inter = _sort_by_user_time(inter, users.height)
         return cls(items=items, users=users, interactions=inter, name=name,
                    text_fields=list(text_fields or []), meta=dict(meta or {}))
 
     def reindexed(self, interactions: pl.DataFrame, keep_items: bool = False, **meta: Any) -> "Dataset":
         """A new Dataset from a subset of this one's interactions (indices recomputed)."""
-        raw = (interactions.join(self.users, on="user_idx", maintain_order="left")
+        raw = (interactions.join(self.users.select("user_idx", "user_id"), on="user_idx", maintain_order="left")
                .join(self.items.select("item_idx", "item_id"), on="item_idx", maintain_order="left")
                .drop("user_idx", "item_idx"))
         items = self.items.drop("item_idx")
         if not keep_items:
             items = items.join(raw.select("item_id").unique(), on="item_id", how="semi", maintain_order="left")
+        users = None
+        if self.users.width > 2:  # keep user attributes (e.g. demographics) of the users that remain
+            users = self.users.drop("user_idx").join(raw.select("user_id").unique(), on="user_id", how="semi",
+                                                     maintain_order="left")
         return Dataset.build(raw, items, name=self.name, text_fields=self.text_fields,
-                             meta={**self.meta, **meta})
+                             meta={**self.meta, **meta}, users=users)
 
     # ------------------------------------------------------------------ views
     @property

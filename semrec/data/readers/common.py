@@ -1,16 +1,26 @@
-"""Shared reader plumbing: line-numbered errors, bad-row policy, JSON loading, text normalisation."""
+"""Shared reader plumbing: bad-row policy, decompression, line-numbered splitting and typed casts, JSON loading,
+text normalisation, and the manifest fields every reader writes.
+
+Every reader follows one pattern: a vectorised polars path over the whole file, and, only where that path finds
+a problem, a precise diagnosis that names the file, the line and the field. With `on_bad_rows="skip"` bad rows
+are dropped and counted instead (`meta["bad_rows"]`).
+"""
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import polars as pl
 
+from semrec.data.dataset import source_record
 from semrec.errors import DataError
 
 ON_BAD_ROWS = ("error", "skip")
+SKIP_FIX = "correct the line or pass --on-bad-rows skip"
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def check_policy(on_bad_rows: str) -> None:
@@ -18,46 +28,151 @@ def check_policy(on_bad_rows: str) -> None:
         raise DataError(f"unknown on_bad_rows {on_bad_rows!r}", field="on_bad_rows", fix="use 'error' or 'skip'")
 
 
+def existing_file(path: str | Path, what: str = "file") -> Path:
+    """`path` as a Path, or a DataError when it is missing, a folder, or empty."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{what} not found", path=p, fix="check the path")
+    if p.is_dir():
+        raise DataError(f"expected a {what}, got a folder", path=p, fix="point at the file inside it")
+    if p.stat().st_size == 0:
+        raise DataError(f"{what} is empty", path=p, fix="point at a file with data")
+    return p
+
+
+def is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+def read_bytes(path: str | Path) -> bytes:
+    """Whole file contents, gunzipped when the file is gzip (detected by its magic bytes, not its name)."""
+    p = existing_file(path)
+    if is_gzip(p):
+        try:
+            with gzip.open(p, "rb") as f:
+                data = f.read()
+        except (OSError, EOFError) as e:
+            raise DataError(f"broken gzip stream: {e}", path=p, fix="re-download or re-compress the file") from None
+    else:
+        data = p.read_bytes()
+    if not data.strip():
+        raise DataError("file is empty", path=p, fix="point at a file with data")
+    return data
+
+
+def decode(data: bytes, path: Path, encoding: str, on_bad_rows: str) -> tuple[str, bool]:
+    """Decode file bytes; returns (text, had_errors). Undecodable bytes are an error naming the line, or,
+    with on_bad_rows='skip', become U+FFFD so that `read_lines` can drop those lines."""
+    try:
+        return data.decode(encoding), False
+    except UnicodeDecodeError as e:
+        if on_bad_rows == "error":
+            line = data[:e.start].count(b"\n") + 1
+            raise DataError(f"not valid {encoding} at byte {e.start}", path=path, line=line,
+                            fix=f"re-encode the file as {encoding}, pass the right -o encoding=..., "
+                                "or pass --on-bad-rows skip") from None
+        return data.decode(encoding, errors="replace"), True
+    except LookupError:
+        raise DataError(f"unknown encoding {encoding!r}", field="encoding", fix="use e.g. utf-8 or latin-1") from None
+
+
+def read_lines(path: str | Path, on_bad_rows: str = "error", encoding: str = "utf-8",
+               skip_header: int = 0) -> tuple[pl.DataFrame, int]:
+    """Non-empty lines of a (possibly gzipped) text file as a frame (`lineno` 1-based, `line`), split by polars.
+
+    Returns the lines and the number of lines dropped for bad encoding (only with on_bad_rows='skip').
+    """
+    check_policy(on_bad_rows)
+    p = Path(path)
+    text, had_errors = decode(read_bytes(p), p, encoding, on_bad_rows)
+    df = (pl.Series("line", [text]).str.split("\n").explode().to_frame()
+          .with_row_index("lineno", offset=1).with_columns(pl.col("lineno").cast(pl.Int64))
+          .with_columns(pl.col("line").str.strip_suffix("\r"))
+          .filter((pl.col("lineno") > skip_header) & (pl.col("line").str.strip_chars() != "")))
+    n_bad = 0
+    if had_errors:  # only lines holding a replacement char from the failed strict decode are dropped
+        ok = ~df["line"].str.contains("\ufffd", literal=True)
+        n_bad = int((~ok).sum())
+        df = df.filter(ok)
+    if df.height == 0 and not n_bad:
+        raise DataError("file has no data lines", path=p, fix="point at a file with data")
+    return df, n_bad
+
+
+def keep_or_raise(df: pl.DataFrame, ok: pl.Series, path: Path | str, on_bad_rows: str, message: str,
+                  field: str | None = None, fix: str = SKIP_FIX, line_col: str = "lineno") -> tuple[pl.DataFrame, int]:
+    """Drop rows where `ok` is False (skip policy) or raise a DataError naming the first one's line."""
+    ok = ok.fill_null(False)
+    n_bad = len(ok) - int(ok.sum())
+    if n_bad and on_bad_rows == "error":
+        first = df.filter(~ok).row(0, named=True)
+        raise DataError(message.format(**first), path=path, line=first.get(line_col), field=field, fix=fix)
+    return (df.filter(ok) if n_bad else df), n_bad
+
+
+def split_fields(lines: pl.DataFrame, separator: str, names: list[str], path: Path | str,
+                 on_bad_rows: str) -> tuple[pl.DataFrame, int]:
+    """Split every `line` on a literal separator (may be several characters, e.g. '::') into string columns
+    `names`; a line with another number of fields is bad."""
+    parts = lines.with_columns(pl.col("line").str.split(separator).alias("_parts"))
+    ok = parts["_parts"].list.len() == len(names)
+    parts, n_bad = keep_or_raise(parts, ok, path, on_bad_rows,
+                                 f"expected {len(names)} {separator!r}-separated fields ({', '.join(names)}), "
+                                 "got {line!r}")
+    cols = [pl.col("_parts").list.get(i, null_on_oob=True).alias(n) for i, n in enumerate(names)]
+    return parts.select("lineno", *cols), n_bad
+
+
+def cast_checked(df: pl.DataFrame, types: dict[str, pl.DataType], path: Path | str, on_bad_rows: str,
+                 required: Iterable[str] = (), line_col: str = "lineno") -> tuple[pl.DataFrame, int]:
+    """Cast string columns to `types`; a value that does not parse, or an empty/missing required value, is a
+    bad row named by its line."""
+    n_bad = 0
+    for name in required:
+        ok = df[name].is_not_null() & (df[name].cast(pl.Utf8).str.strip_chars() != "")
+        df, n = keep_or_raise(df, ok, path, on_bad_rows, f"missing value in required field {name!r}",
+                              field=name, line_col=line_col)
+        n_bad += n
+    for name, dtype in types.items():
+        if df.schema[name] == dtype:
+            continue
+        src = df[name].str.strip_chars() if df.schema[name] == pl.Utf8 else df[name]
+        cast = src.cast(dtype, strict=False)
+        ok = cast.is_not_null() | src.is_null() | (src.cast(pl.Utf8) == "")
+        df = df.with_columns(cast.alias(name))
+        df, n = keep_or_raise(df.with_columns(src.cast(pl.Utf8).alias("_raw")), ok, path, on_bad_rows,
+                              f"cannot read {{_raw!r}} as {dtype}", field=name, line_col=line_col,
+                              fix=f"make every {name!r} value a {dtype} or pass --on-bad-rows skip")
+        df = df.drop("_raw")
+        n_bad += n
+    return df, n_bad
+
+
 def read_text_lines(path: Path, on_bad_rows: str, pattern: str, what: str) -> tuple[pl.DataFrame, int]:
-    """Non-empty lines of a text file as a frame (`lineno`, `line`); lines not matching `pattern` are bad.
+    """Non-empty lines of a text file (`lineno`, `line`); lines not matching `pattern` are bad.
 
     Returns the good lines and the count of skipped bad lines.
     """
-    check_policy(on_bad_rows)
-    if not path.exists():
-        raise DataError("file not found", path=path)
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise DataError("file is empty", path=path, fix="point at a file with data")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
-        raise DataError(f"not valid UTF-8 at byte {e.start}", path=path, line=line,
-                        fix="re-encode the file as UTF-8") from None
-    df = (pl.DataFrame({"line": text.split("\n")}).with_row_index("lineno", offset=1)
-          .filter(pl.col("line").str.strip_chars() != ""))
-    ok = df["line"].str.contains(pattern)
-    n_bad = int((~ok).sum())
-    if n_bad and on_bad_rows == "error":
-        first = df.filter(~ok).row(0, named=True)
-        raise DataError(f"malformed line {first['line'][:80]!r}; expected {what}", path=path,
-                        line=first["lineno"], fix="correct the line or pass --on-bad-rows skip")
-    return df.filter(ok), n_bad
+    df, n_enc = read_lines(path, on_bad_rows)
+    df, n_bad = keep_or_raise(df, df["line"].str.contains(pattern), path, on_bad_rows,
+                              "malformed line {line!r:.80}; expected " + what)
+    return df, n_bad + n_enc
 
 
-def read_json_object(path: Path) -> dict[str, Any]:
+def read_json_object(path: str | Path) -> dict[str, Any]:
     """A whole-file JSON object (e.g. `{item_id: {...}}`), with line-numbered syntax errors."""
-    if not path.exists():
-        raise DataError("file not found", path=path)
+    path = existing_file(path)
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise DataError("not valid UTF-8", path=path, fix="re-encode the file as UTF-8") from None
+        obj = json.loads(read_bytes(path).decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise DataError(f"not valid UTF-8 at byte {e.start}", path=path, fix="re-encode the file as UTF-8") from None
     except json.JSONDecodeError as e:
-        raise DataError(f"invalid JSON: {e.msg}", path=path, line=e.lineno, fix="repair the JSON at that line") from None
+        raise DataError(f"invalid JSON: {e.msg} (column {e.colno})", path=path, line=e.lineno,
+                        fix="repair the JSON at that line") from None
     if not isinstance(obj, dict):
-        raise DataError(f"expected a JSON object at top level, got {type(obj).__name__}", path=path)
+        raise DataError(f"expected a JSON object at top level, got {type(obj).__name__}", path=path,
+                        fix="use a file shaped {id: ...}")
     return obj
 
 
@@ -79,3 +194,38 @@ def normalise_text_columns(df: pl.DataFrame, path: Path | str) -> pl.DataFrame:
         return df.select(out)
     except pl.exceptions.PolarsError as e:
         raise DataError(f"cannot normalise item attributes: {e}", path=path) from None
+
+
+def json_text_list(name: str, nested: bool = False) -> pl.Expr:
+    """A column read as JSON text (lists serialised, plain strings as-is) as List(Utf8).
+
+    `nested=True` decodes lists of lists (category paths) into 'A > B > C' strings. A plain string becomes a
+    one-element list, so files that mix `"x"` and `["x", "y"]` normalise to one type without a row loop.
+    """
+    col = pl.col(name)
+    dtype = pl.List(pl.List(pl.Utf8)) if nested else pl.List(pl.Utf8)
+    decoded = pl.when(col.str.starts_with("[")).then(col).str.json_decode(dtype)
+    if nested:
+        decoded = decoded.list.eval(pl.element().list.join(" > "))
+    wrapped = pl.when(col.is_not_null() & ~col.str.starts_with("[")).then(pl.concat_list(col))
+    return pl.coalesce(decoded, wrapped).alias(name)
+
+
+def drop_empty_columns(df: pl.DataFrame, keep: Iterable[str] = ()) -> pl.DataFrame:
+    """Drop attribute columns that are null in every row (fields a given file version does not have)."""
+    keep = set(keep)
+    return df.select([c for c in df.columns if c in keep or df[c].null_count() < df.height])
+
+
+def reader_meta(source_format: str, sources: Iterable[str | Path], options: dict[str, Any], bad_rows: int,
+                timestamp_kind: str, **extra: Any) -> dict[str, Any]:
+    """The manifest fields every reader writes: format, every source file with sha256, options, bad rows."""
+    return {"source_format": source_format, "sources": [source_record(p) for p in sources],
+            "timestamp_kind": timestamp_kind, "options": options, "bad_rows": int(bad_rows), **extra}
+
+
+def empty_interactions(rating: bool = False) -> pl.DataFrame:
+    schema: dict[str, pl.DataType] = {"user_id": pl.Utf8, "item_id": pl.Utf8, "timestamp": pl.Int64}
+    if rating:
+        schema["rating"] = pl.Float32
+    return pl.DataFrame(schema=schema)
