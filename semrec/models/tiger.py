@@ -1,0 +1,193 @@
+"""TIGER (Rajput et al., NeurIPS 2023): an encoder-decoder Transformer that generates the next item's semantic ID.
+
+The encoder reads the user's last `max_history` items, the decoder emits the next item's codes level by
+level, and a catalogue trie constrains decoding so every output is a real item. On CPU the encoder by default
+reads one vector per history item (the sum of its code-token embeddings) instead of one token per code,
+which cuts encoder cost by the number of levels. Items can be added or removed after training (`add_items`,
+`remove_items`); `reserve_new` keeps a share of the top-k for items never seen in training (cold start).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from semrec.data.sequences import Sequences
+from semrec.data.splits import EvalSet
+from semrec.errors import ConfigError
+from semrec.models.base import Recommender, register
+from semrec.models.tiger_generate import GenerativeMixin
+from semrec.models.tiger_layers import Block, CodeTokens, KVCache, next_item_pairs, train_loop
+
+
+@dataclass
+class TigerConfig:
+    """Defaults follow the TIGER paper (4+4 layers, d_model 128, 6 heads of 64, d_ff 1024, dropout 0.1, 20 items)."""
+
+    codes_path: str | None = None  # (n_items, n_levels) int64 code table aligned with item_idx (.npy/.safetensors/.parquet)
+    encoder_layers: int = 4
+    decoder_layers: int = 4
+    d_model: int = 128
+    n_heads: int = 6
+    d_head: int = 64
+    d_ff: int = 1024
+    dropout: float = 0.1
+    max_history: int = 20
+    user_buckets: int = 0  # TIGER's hashed user token uses 2,000; 0 = off (recommend() sees histories only)
+    encoder_input: str = "auto"  # "item": one vector per history item, "token": one per code; auto = item on CPU
+    epochs: int = 30
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 500
+    max_train_seconds: float | None = None  # stop after the epoch that crosses this budget
+    beam: int = 20
+    decode_batch: int = 256  # users per beam-search batch
+    reserve_new: float = 0.0  # share of the top-k reserved for items unseen in training (cold start)
+    device: str = "cpu"
+    seed: int = 0
+    history: dict[str, Any] = field(default_factory=dict)  # filled by fit: losses and epoch times
+
+
+class TigerNet(nn.Module):
+    """The encoder-decoder network; token ids come from `CodeTokens`."""
+
+    def __init__(self, cfg: TigerConfig, vocab_sizes: list[int], item_input: bool):
+        super().__init__()
+        self.cfg, self.vocab, self.item_input = cfg, CodeTokens(vocab_sizes), item_input
+        n_levels, d = len(vocab_sizes), cfg.d_model
+        self.n_levels = n_levels
+        enc_len = cfg.max_history * (1 if item_input else n_levels) + 1  # + user token
+        self.emb = nn.Embedding(self.vocab.n_tokens, d, padding_idx=0)
+        self.level_emb = nn.Embedding(n_levels, d)
+        self.enc_pos = nn.Embedding(enc_len, d)
+        self.dec_pos = nn.Embedding(n_levels, d)
+        self.user_emb = nn.Embedding(cfg.user_buckets + 1, d)
+        block = lambda cross: Block(d, cfg.n_heads, cfg.d_head, cfg.d_ff, cfg.dropout, cross)  # noqa: E731
+        self.encoder = nn.ModuleList([block(False) for _ in range(cfg.encoder_layers)])
+        self.decoder = nn.ModuleList([block(True) for _ in range(cfg.decoder_layers)])
+        self.enc_ln, self.dec_ln, self.drop = nn.LayerNorm(d), nn.LayerNorm(d), nn.Dropout(cfg.dropout)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def encode(self, hist_codes: torch.Tensor, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """hist_codes (B, H, L), -1 = padding (left). Returns memory (B, S, d) and its mask (B, 1, 1, S)."""
+        b, h, n_levels = hist_codes.shape
+        tok = self.emb(self.vocab.tokens(hist_codes))  # (B, H, L, d)
+        if self.item_input:
+            x, valid = tok.sum(2), hist_codes[..., 0] >= 0
+        else:
+            x = (tok + self.level_emb.weight).view(b, h * n_levels, -1)
+            valid = (hist_codes >= 0).view(b, h * n_levels)
+        x = torch.cat([self.user_emb(users).unsqueeze(1), x], 1)
+        valid = torch.cat([users.unsqueeze(1) > 0, valid], 1)
+        valid[:, -1] = True  # an empty history still attends to something (a padding vector)
+        x = self.drop(x + self.enc_pos.weight[-x.shape[1]:])
+        mask = valid[:, None, None, :]
+        for blk in self.encoder:
+            x = blk(x, mask=mask)
+        return self.enc_ln(x), mask
+
+    def level_logits(self, h: torch.Tensor, level: int) -> torch.Tensor:
+        """Logits over the codes of `level` (output layer tied to the code-token embeddings)."""
+        return h @ self.emb.weight[self.vocab.level_slice(level)].T
+
+    def decode(self, memory: torch.Tensor, mask: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
+        """Decoder hidden states (B, t+1, d) for BOS + the given code prefix (B, t), no cache."""
+        bos = torch.full((prefix.shape[0], 1), self.vocab.bos, device=memory.device)
+        inp = torch.cat([bos, self.vocab.tokens(prefix)], 1)
+        x = self.drop(self.emb(inp) + self.dec_pos.weight[: inp.shape[1]])
+        for blk in self.decoder:
+            x = blk(x, causal=True, memory_kv=blk.xattn.keys_values(memory), memory_mask=mask)
+        return self.dec_ln(x)
+
+    def forward(self, hist_codes: torch.Tensor, users: torch.Tensor, target_codes: torch.Tensor) -> torch.Tensor:
+        """Mean token-level cross-entropy of the target codes (B, L) under teacher forcing."""
+        x = self.decode(*self.encode(hist_codes, users), target_codes[:, :-1])
+        return sum(F.cross_entropy(self.level_logits(x[:, l], l), target_codes[:, l])
+                   for l in range(self.n_levels)) / self.n_levels
+
+    @torch.no_grad()
+    def next_code_logp(self, hist_codes: torch.Tensor, users: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities of the next code after `prefix` (B, t), recomputed from scratch (reference path)."""
+        x = self.decode(*self.encode(hist_codes, users), prefix)
+        return F.log_softmax(self.level_logits(x[:, -1], prefix.shape[1]).float(), -1)
+
+    @torch.no_grad()
+    def step_fn(self, hist_codes: torch.Tensor, users: torch.Tensor):
+        """A `semrec.generation.StepFn` for one batch of users, with cached decoder keys/values."""
+        memory, mask = self.encode(hist_codes, users)
+        memory_kv = [blk.xattn.keys_values(memory) for blk in self.decoder]
+        cache, n_users = KVCache(len(self.decoder)), hist_codes.shape[0]
+        bos = torch.full((n_users, 1), self.vocab.bos, device=memory.device)
+
+        def step(level: int, tokens: torch.Tensor | None, parents: torch.Tensor | None) -> torch.Tensor:
+            if level == 0:
+                x = self.emb(bos)
+            else:
+                cache.reorder(parents)
+                tok = 1 + int(self.vocab.offsets[level - 1]) + tokens
+                x = self.emb(tok).unsqueeze(1)
+            x = x + self.dec_pos.weight[level]
+            for i, blk in enumerate(self.decoder):
+                x = blk.step(x, cache, i, memory_kv=memory_kv[i], memory_mask=mask)
+            return F.log_softmax(self.level_logits(self.dec_ln(x[:, 0]), level).float(), -1)
+
+        return step
+
+
+@register
+class Tiger(GenerativeMixin, Recommender):
+    """Encoder-decoder generative retrieval over semantic IDs, decoded with a catalogue trie."""
+
+    name = "tiger"
+    Config = TigerConfig
+
+    def __init__(self, n_items: int, config: TigerConfig | None = None, codes: np.ndarray | None = None,
+                 **overrides: Any):
+        super().__init__(n_items, config, **overrides)
+        if self.config.encoder_input not in ("auto", "item", "token"):
+            raise ConfigError(f"encoder_input must be auto, item or token (got {self.config.encoder_input!r})")
+        self.init_codes(codes)
+
+    @property
+    def item_input(self) -> bool:
+        mode = self.config.encoder_input
+        return mode == "item" or (mode == "auto" and torch.device(self.config.device).type == "cpu")
+
+    def build(self, device: str | None = None) -> "Tiger":
+        device = device or self.config.device
+        torch.manual_seed(self.config.seed)
+        self.module = TigerNet(self.config, self.vocab_sizes, self.item_input).to(device)
+        return self
+
+    def fit(self, train: Sequences, valid: EvalSet | None = None) -> "Tiger":
+        """Token-level cross-entropy on every (last <= max_history items -> next item) pair of `train`."""
+        cfg = self.config
+        self.mark_seen(train)
+        self.build()
+        hist, target = next_item_pairs(train, cfg.max_history)
+        users = self.pair_users(train)
+        codes = torch.as_tensor(self.codes, device=cfg.device)
+        dev = cfg.device
+
+        def loss_fn(rows: np.ndarray) -> torch.Tensor:
+            h = torch.as_tensor(hist[rows], device=dev)
+            hc = torch.where(h[..., None] >= 0, codes[h.clamp(min=0)], -1)
+            return self.module(hc, torch.as_tensor(users[rows], device=dev), codes[torch.as_tensor(target[rows], device=dev)])
+
+        cfg.history = train_loop(self.module, loss_fn, len(target), epochs=cfg.epochs, batch_size=cfg.batch_size,
+                                 lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
+                                 seed=cfg.seed, desc="tiger", max_seconds=cfg.max_train_seconds)
+        return self

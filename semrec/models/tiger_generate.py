@@ -1,0 +1,162 @@
+"""What every semantic-ID generative model shares: its code table and trie, batched trie-constrained
+`recommend`, cold-start reservation, adding/removing items without retraining, and safetensors state.
+
+A model using this mixin provides `module.step_fn(hist_codes, users)` returning a `semrec.generation.StepFn`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from semrec.data.sequences import Sequences
+from semrec.errors import ConfigError
+from semrec.generation import CodeTrie, beam_search
+from semrec.models.tiger_layers import load_codes, user_buckets
+
+
+class GenerativeMixin:
+    """Code table (saved with the weights), trie, and decoding for TIGER-style models."""
+
+    def init_codes(self, codes: np.ndarray | None) -> None:
+        if codes is None and self.config.codes_path:
+            codes = load_codes(self.config.codes_path, self.n_items)
+        self.codes = None if codes is None else np.asarray(codes, dtype=np.int64)
+        self.module = None
+        self._trie: CodeTrie | None = None
+        if self.codes is not None:
+            if len(self.codes) != self.n_items:
+                raise ConfigError(f"code table has {len(self.codes)} rows for {self.n_items} items")
+            self.vocab_sizes = [int(v) for v in self.codes.max(axis=0) + 1]
+            self.active = self.codes.min(axis=1) >= 0
+            self.seen = np.zeros(self.n_items, dtype=bool)
+
+    def require_codes(self) -> None:
+        if self.codes is None:
+            raise ConfigError(f"{self.name} needs a code table: pass codes=... or set codes_path in its config",)
+
+    # ------------------------------------------------------------------ catalogue
+    @property
+    def trie(self) -> CodeTrie:
+        if self._trie is None:
+            self._trie = CodeTrie(self.codes, self.vocab_sizes, self.active, self.config.device)
+        return self._trie
+
+    def mark_seen(self, train: Sequences) -> None:
+        """Remember which items training contains (the rest are cold-start items for `reserve_new`)."""
+        self.require_codes()
+        self.seen = np.bincount(train.items, minlength=self.n_items)[: self.n_items] > 0
+
+    def pair_users(self, train: Sequences) -> np.ndarray:
+        """Hashed user token of every training pair (row i of `train` is user i)."""
+        n_pairs = np.maximum(train.lengths - 1, 0)
+        users = np.repeat(np.arange(len(train)), n_pairs)
+        return user_buckets(users, len(users), self.config.user_buckets)
+
+    def add_items(self, items: np.ndarray, codes: np.ndarray) -> None:
+        """Make new (or changed) items recommendable from their codes, without retraining.
+
+        Codes must lie inside the trained codebooks; items beyond `n_items` grow the catalogue.
+        """
+        self.trie.add(items, codes)
+        self.codes, self.active = self.trie.codes, self.trie.active
+        if len(self.codes) > self.n_items:
+            self.seen = np.concatenate([self.seen, np.zeros(len(self.codes) - self.n_items, bool)])
+            self.n_items = len(self.codes)
+
+    def remove_items(self, items: np.ndarray) -> None:
+        """Stop recommending `items` (e.g. out of stock); their codes are kept."""
+        self.trie.remove(items)
+        self.active = self.trie.active
+
+    # ------------------------------------------------------------------ decoding
+    @torch.no_grad()
+    def recommend(self, histories: Sequences, k: int = 10, exclude: Sequences | None = None,
+                  users: np.ndarray | None = None, beam: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k distinct catalogue items per history by generated-code log-probability, best first.
+
+        `exclude` drops those items after decoding (the beam is widened by their count, capped at 4x);
+        `users` feeds the hashed user token when the model has one.
+        """
+        if self.module is None:
+            raise ConfigError(f"{self.name} is not trained: call fit() or load a saved model")
+        cfg = self.config
+        self.module.eval()
+        beam = max(beam or cfg.beam, k)
+        dev = cfg.device
+        codes = torch.as_tensor(self.codes, device=dev)
+        n = len(histories)
+        hist = histories.to_padded(cfg.max_history, pad=-1)
+        ub = user_buckets(users, n, cfg.user_buckets)
+        out_items, out_scores = np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32)
+        for s in range(0, n, cfg.decode_batch):
+            h = torch.as_tensor(hist[s:s + cfg.decode_batch], device=dev)
+            rows = h.shape[0]
+            hc = torch.where(h[..., None] >= 0, codes[h.clamp(min=0)], -1)
+            u = torch.as_tensor(ub[s:s + rows], device=dev)
+            extra = 0
+            if exclude is not None:
+                extra = int(min(exclude.lengths[s:s + rows].max(initial=0), 3 * beam))
+            items, scores = self._search(hc, u, beam + extra, k + extra)
+            if exclude is not None:
+                items, scores = _drop_excluded(items, scores, exclude.select(np.arange(s, s + rows)), k)
+            out_items[s:s + rows], out_scores[s:s + rows] = items.cpu().numpy(), scores.cpu().numpy()
+        return out_items, out_scores
+
+    def _search(self, hc: torch.Tensor, users: torch.Tensor, beam: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = hc.shape[0]
+        items, scores = beam_search(self.module.step_fn(hc, users), self.trie, rows, beam, k)
+        n_new = int(round(self.config.reserve_new * k))
+        new = self.active & ~self.seen
+        if n_new == 0 or not new.any():
+            return items, scores
+        # reserve n_new slots: best unseen items from a search over their own trie, the rest from the full search
+        new_trie = self.trie.subset(mask=new)
+        n_new = min(n_new, int(new.sum()))
+        new_items, new_scores = beam_search(self.module.step_fn(hc, users), new_trie, rows, max(beam, n_new), n_new)
+        is_new = torch.as_tensor(new, device=items.device)[items.clamp(min=0)] & (items >= 0)
+        old_scores, pos = torch.where(is_new, float("-inf"), scores).topk(k - n_new, dim=1)
+        merged_items = torch.cat([items.gather(1, pos), new_items], 1)
+        merged_scores = torch.cat([old_scores, new_scores], 1)
+        order = merged_scores.argsort(dim=1, descending=True, stable=True)
+        return merged_items.gather(1, order), merged_scores.gather(1, order)
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = {f"net.{k}": v for k, v in self.module.state_dict().items()}
+        state |= {"codes": torch.as_tensor(self.codes), "active": torch.as_tensor(self.active),
+                  "seen": torch.as_tensor(self.seen)}
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.codes = state["codes"].cpu().numpy().astype(np.int64)
+        self.active, self.seen = state["active"].cpu().numpy(), state["seen"].cpu().numpy()
+        self.n_items, self._trie = len(self.codes), None
+        self.module.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+        self.module.eval()
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"vocab_sizes": self.vocab_sizes, "n_levels": len(self.vocab_sizes)}
+
+    @classmethod
+    def from_extra(cls, n_items: int, config: Any, extra: dict[str, Any], device: str = "cpu") -> Any:
+        config.codes_path = None  # the code table comes from model.safetensors
+        config.device = device
+        model = cls(n_items, config)
+        model.vocab_sizes = [int(v) for v in extra["vocab_sizes"]]
+        model.build(device=device)
+        return model
+
+
+def _drop_excluded(items: torch.Tensor, scores: torch.Tensor, exclude: Sequences, k: int
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Remove each row's excluded items and keep the best k of what is left (vectorised)."""
+    rows = torch.as_tensor(np.repeat(np.arange(len(exclude)), exclude.lengths), device=items.device)
+    ex = torch.as_tensor(exclude.items, device=items.device)
+    n_items = int(max(items.max().item(), ex.max().item() if len(ex) else 0)) + 1
+    key = items.clamp(min=0) + rows.new_tensor(n_items) * torch.arange(items.shape[0], device=items.device)[:, None]
+    hit = torch.isin(key, rows * n_items + ex)
+    top, pos = torch.where(hit, float("-inf"), scores).topk(k, dim=1)
+    return torch.where(torch.isfinite(top), items.gather(1, pos), -1), top
