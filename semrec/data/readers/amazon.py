@@ -41,11 +41,14 @@ def _normalise_meta(df: pl.DataFrame) -> pl.DataFrame:
         if c == "categories" and df[c].drop_nulls().str.starts_with("[[").any():  # 2014: list of paths
             exprs.append(json_text_list(c, nested=True))
         elif c in ("categories", "category"):  # 2018 / 2023: one path as a flat list
-            exprs.append(pl.concat_list(json_text_list(c).list.join(" > ")).alias("categories"))
+            path = json_text_list(c)
+            exprs.append(pl.when(path.list.len() > 0).then(pl.concat_list(path.list.join(" > ")))
+                         .alias("categories"))
         elif c in ("feature", "features"):
             exprs.append(json_text_list(c).alias("features"))
         elif c == "description":  # 2014: a string; 2018 / 2023: a list of paragraphs
-            exprs.append(json_text_list(c).list.join(" ").alias(c))
+            text = json_text_list(c)
+            exprs.append(pl.when(text.list.len() > 0).then(text.list.join(" ")).alias(c))
         else:
             exprs.append(pl.col(c))
     out = df.select(exprs)

@@ -125,14 +125,17 @@ def split_fields(lines: pl.DataFrame, separator: str, names: list[str], path: Pa
 
 
 def cast_checked(df: pl.DataFrame, types: dict[str, pl.DataType], path: Path | str, on_bad_rows: str,
-                 required: Iterable[str] = (), line_col: str = "lineno") -> tuple[pl.DataFrame, int]:
+                 required: Iterable[str] = (), line_col: str = "lineno",
+                 labels: dict[str, str] | None = None) -> tuple[pl.DataFrame, int]:
     """Cast string columns to `types`; a value that does not parse, or an empty/missing required value, is a
-    bad row named by its line."""
+    bad row named by its line (and by the field's name in the file, `labels[column]`, when renamed)."""
+    labels = labels or {}
     n_bad = 0
     for name in required:
         ok = df[name].is_not_null() & (df[name].cast(pl.Utf8).str.strip_chars() != "")
-        df, n = keep_or_raise(df, ok, path, on_bad_rows, f"missing value in required field {name!r}",
-                              field=name, line_col=line_col)
+        label = labels.get(name, name)
+        df, n = keep_or_raise(df, ok, path, on_bad_rows, "missing value (the field is required)",
+                              field=label, line_col=line_col)
         n_bad += n
     for name, dtype in types.items():
         if df.schema[name] == dtype:
@@ -141,9 +144,10 @@ def cast_checked(df: pl.DataFrame, types: dict[str, pl.DataType], path: Path | s
         cast = src.cast(dtype, strict=False)
         ok = cast.is_not_null() | src.is_null() | (src.cast(pl.Utf8) == "")
         df = df.with_columns(cast.alias(name))
+        label = labels.get(name, name)
         df, n = keep_or_raise(df.with_columns(src.cast(pl.Utf8).alias("_raw")), ok, path, on_bad_rows,
-                              f"cannot read {{_raw!r}} as {dtype}", field=name, line_col=line_col,
-                              fix=f"make every {name!r} value a {dtype} or pass --on-bad-rows skip")
+                              f"cannot read {{_raw!r:.60}} as {dtype}", field=label, line_col=line_col,
+                              fix=f"make every {label!r} value a {dtype} or pass --on-bad-rows skip")
         df = df.drop("_raw")
         n_bad += n
     return df, n_bad

@@ -25,8 +25,9 @@ CHUNK_BYTES = 64 << 20
 PROGRESS_MIN_BYTES = 32 << 20
 
 
-def iter_line_chunks(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[tuple[int, bytes]]:
+def iter_line_chunks(path: Path, chunk_bytes: int | None = None) -> Iterator[tuple[int, bytes]]:
     """Yield (number of the chunk's first line, bytes of whole lines) for a plain or gzip file, with progress."""
+    chunk_bytes = chunk_bytes or CHUNK_BYTES
     size = path.stat().st_size
     with open(path, "rb") as raw, tqdm(total=size, unit="B", unit_scale=True, desc=f"reading {path.name}",
                                        disable=size < PROGRESS_MIN_BYTES, leave=False) as bar:
@@ -114,7 +115,7 @@ def _diagnose(piece: bytes, first_line: int, schema: dict[str, pl.DataType], req
         try:
             obj = json.loads(line)
         except UnicodeDecodeError:
-            bad.append((lineno, None, "not valid UTF-8"))
+            bad.append((lineno, None, "not valid UTF-8 (re-encode the file as UTF-8)"))
             continue
         except json.JSONDecodeError as e:
             bad.append((lineno, None, f"invalid JSON: {e.msg} at column {e.colno}"))

@@ -8,7 +8,6 @@ or, with on_bad_rows='skip', to drop and count the bad rows.
 
 from __future__ import annotations
 
-import csv
 import io
 from pathlib import Path
 from typing import Any, Sequence
@@ -51,14 +50,13 @@ class TableSource:
             data = data.decode(self.encoding).encode("utf-8")
         return io.BytesIO(data)
 
-    def scan(self, dtypes: dict[str, pl.DataType] | None = None, text: bool = False, lossy: bool = False,
-             ragged: bool = False) -> pl.LazyFrame:
+    def scan(self, dtypes: dict[str, pl.DataType] | None = None, text: bool = False,
+             lossy: bool = False) -> pl.LazyFrame:
         """Lazy scan; `dtypes` types those columns on read, `text=True` reads every column as a string."""
         if self.parquet:
             return pl.scan_parquet(self.path)
         kwargs: dict[str, Any] = dict(separator=self.separator, has_header=self.has_header,
-                                      quote_char=self.quote_char, encoding="utf8-lossy" if lossy else "utf8",
-                                      truncate_ragged_lines=ragged)
+                                      quote_char=self.quote_char, encoding="utf8-lossy" if lossy else "utf8")
         if self.columns:
             kwargs["new_columns"] = list(self.columns)
         if text:
@@ -74,20 +72,6 @@ class TableSource:
         except pl.exceptions.PolarsError as e:
             raise DataError(f"cannot read the header: {str(e).splitlines()[0]}", path=self.path, line=1,
                             fix="check the separator (-o separator=...) and encoding") from None
-
-    def ragged_lines(self) -> list[int]:
-        """Line numbers whose field count differs from the header's (error path only: a Python csv pass)."""
-        text = read_bytes(self.path).decode(self.encoding, errors="replace")
-        rows = csv.reader(io.StringIO(text), delimiter=self.separator, quotechar=self.quote_char or '"')
-        width, bad = None, []
-        for row in rows:
-            if not row:
-                continue
-            width = width or len(row)
-            if len(row) != width:
-                bad.append(rows.line_num)
-        return bad
-
 
 def read_interactions(src: TableSource, user_col: str, item_col: str, time_col: str | None,
                       rating_col: str | None, time_format: str | None, on_bad_rows: str) -> tuple[pl.DataFrame, int]:
@@ -107,6 +91,10 @@ def read_interactions(src: TableSource, user_col: str, item_col: str, time_col: 
     if rating_col is not None:
         types["rating"] = pl.Float32
     select = [pl.col(col).alias(role) for role, col in mapping.items()]
+    if src.parquet and time_col is not None:
+        dtype = src.scan().collect_schema()[time_col]
+        if dtype == pl.Date or isinstance(dtype, pl.Datetime):  # Parquet datetimes -> unix seconds
+            select[list(mapping).index("timestamp")] = pl.col(time_col).dt.epoch("s").alias("timestamp")
     required = tuple(r for r in ("user_id", "item_id", "timestamp") if r in mapping)
     try:
         lf = src.scan({mapping[r]: t for r, t in types.items() if not src.parquet}).select(select)
@@ -117,27 +105,25 @@ def read_interactions(src: TableSource, user_col: str, item_col: str, time_col: 
             return _parse_time(df, time_format, src.path, on_bad_rows, src.first_line)
     except pl.exceptions.PolarsError:
         pass
-    return _diagnose(src, select, types, required, time_format, on_bad_rows)
+    return _diagnose(src, select, types, required, time_format, on_bad_rows, {r: c for r, c in mapping.items()})
 
 
 def _diagnose(src: TableSource, select: list[pl.Expr], types: dict[str, pl.DataType], required: tuple[str, ...],
-              time_format: str | None, on_bad_rows: str) -> tuple[pl.DataFrame, int]:
-    """Re-scan as text with row numbers, name (or drop) bad rows, and type what is left."""
-    n_bad, ragged, lossy, ragged_lines = 0, False, False, []
-    for _ in range(3):
+              time_format: str | None, on_bad_rows: str, labels: dict[str, str]) -> tuple[pl.DataFrame, int]:
+    """Re-scan as text with row numbers, name (or drop) bad rows, and type what is left.
+
+    Line numbers assume one record per line (no quoted newlines). A line with more fields than the header is
+    not an error as long as the mapped columns parse: polars reads only those columns.
+    """
+    n_bad, lossy = 0, False
+    for _ in range(2):
         try:
-            df = (src.scan(text=True, lossy=lossy, ragged=ragged).select(select).with_row_index("line")
+            df = (src.scan(text=True, lossy=lossy).select(select).with_row_index("line")
                   .with_columns(pl.col("line").cast(pl.Int64) + src.first_line).collect(engine="streaming"))
             break
         except pl.exceptions.PolarsError as e:
             msg = str(e)
-            if "more fields" in msg and not ragged:
-                ragged_lines = src.ragged_lines()
-                if ragged_lines and on_bad_rows == "error":
-                    raise DataError("this line has a different number of fields than the header", path=src.path,
-                                    line=ragged_lines[0], fix="repair the line or pass --on-bad-rows skip") from None
-                ragged = True  # skip: read with truncation, then drop those lines below
-            elif "utf-8" in msg and not lossy:
+            if "utf-8" in msg and not lossy:
                 data = read_bytes(src.path)
                 try:
                     data.decode("utf-8")
@@ -151,15 +137,13 @@ def _diagnose(src: TableSource, select: list[pl.Expr], types: dict[str, pl.DataT
             else:
                 raise DataError(f"cannot read the file: {msg.splitlines()[0]}", path=src.path,
                                 fix="check the separator, header and quoting options") from None
-    if ragged_lines:
-        n_bad += df.height - (df := df.filter(~pl.col("line").is_in(ragged_lines))).height
     if lossy:  # rows whose mapped fields held undecodable bytes
         ok = ~pl.any_horizontal([pl.col(c).str.contains("\ufffd", literal=True).fill_null(False)
                                  for c in df.columns if df.schema[c] == pl.Utf8])
         n_bad += df.height - df.filter(ok).height
         df = df.filter(ok)
     text_types = {k: v for k, v in types.items() if k not in ("user_id", "item_id")}
-    df, n = cast_checked(df, text_types, src.path, on_bad_rows, required=required, line_col="line")
+    df, n = cast_checked(df, text_types, src.path, on_bad_rows, required=required, line_col="line", labels=labels)
     df, n_time = _parse_time(df, time_format, src.path, on_bad_rows, src.first_line)
     return df.drop("line", strict=False), n_bad + n + n_time
 
