@@ -126,9 +126,13 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False,
                 memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None, memory_mask: torch.Tensor | None = None,
-                self_kv: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                cache: "KVCache | None" = None, layer: int = 0) -> torch.Tensor:
+        """Full-sequence pass; with `cache`, the self-attention keys/values are stored for later `step`s."""
         h = self.ln1(x)
-        x = x + self.drop(self.attn(h, kv=self_kv, mask=mask, causal=causal))
+        kv = None
+        if cache is not None:
+            kv = cache.extend(layer, *self.attn.keys_values(h))
+        x = x + self.drop(self.attn(h, kv=kv, mask=mask, causal=causal))
         if self.xattn is not None:
             x = x + self.drop(self.xattn(self.ln_x(x), kv=memory_kv, mask=memory_mask))
         return x + self.ff(self.ln2(x))

@@ -1,0 +1,126 @@
+"""Decoding speed of trie-constrained beam search: users/s over beam sizes for the TIGER encoder-decoder
+(paper defaults: 4+4 layers, d_model 128, 6 heads, d_ff 1024, 20-item histories) over 4-level codes.
+
+Also checks every returned item against the catalogue (invalid_items must be 0) and that lists are distinct.
+Throughput does not depend on the weights, so by default the model is untrained (seeded); pass --model RUN/model
+to time a trained one.
+
+    python benchmarks/decoding.py --dataset beauty --beams 1 5 10 20 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import SHARED_DATA, record, write_results_md  # noqa: E402
+from semrec.data import Sequences  # noqa: E402
+from semrec.models.base import Recommender  # noqa: E402
+from semrec.models.tiger import Tiger  # noqa: E402
+
+
+def catalogue(args) -> tuple[np.ndarray, Sequences, str]:
+    """Codes and real evaluation histories: a code table file + S3-Rec sequences, or random 4-level codes."""
+    rng = np.random.default_rng(0)
+    if args.dataset == "random":
+        n_items = args.n_items
+        codes = rng.integers(0, 256, size=(n_items, 3))
+        hist = Sequences.from_lists([rng.integers(0, n_items, 20).tolist() for _ in range(args.users)])
+        source = f"random 3x256 codes for {n_items} items + disambiguation level"
+    else:
+        from semrec.data import leave_one_out
+        from semrec.data.readers import read_s3rec
+
+        folder = {"beauty": "amazon-beauty-s3rec", "sports": "amazon-sports-s3rec", "toys": "amazon-toys-s3rec"}
+        name = {"beauty": "Beauty", "sports": "Sports_and_Outdoors", "toys": "Toys_and_Games"}[args.dataset]
+        ds = read_s3rec(SHARED_DATA / folder[args.dataset] / f"{name}.txt")
+        split = leave_one_out(ds)
+        n_items = ds.n_items
+        hist = split.test.histories.select(np.arange(min(args.users, len(split.test))))
+        if args.codes:
+            from semrec.models.tiger_layers import load_codes
+
+            return load_codes(args.codes, n_items), hist, f"code table {args.codes}"
+        codes = rng.integers(0, 256, size=(n_items, 3))
+        source = f"random 3x256 codes for the {n_items} {args.dataset} items + disambiguation level"
+    # collision-free: a 4th level numbers the items that share the first three codes
+    _, inv = np.unique(codes, axis=0, return_inverse=True)
+    inv = inv.ravel()
+    order = np.argsort(inv, kind="stable")
+    first = np.searchsorted(inv[order], inv[order])
+    last = np.empty(n_items, np.int64)
+    last[order] = np.arange(n_items) - first
+    return np.concatenate([codes, last[:, None]], 1), hist, source
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="beauty", choices=["beauty", "sports", "toys", "random"])
+    ap.add_argument("--codes", help="code table file (.safetensors/.npy/.parquet); default: random 4-level codes")
+    ap.add_argument("--model", help="a saved TIGER folder to time instead of an untrained one")
+    ap.add_argument("--n-items", type=int, default=12101)
+    ap.add_argument("--users", type=int, default=2048)
+    ap.add_argument("--beams", type=int, nargs="+", default=[1, 5, 10, 20, 50])
+    ap.add_argument("--decode-batch", type=int, default=512)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--bf16", action="store_true", help="autocast the network to bfloat16")
+    ap.add_argument("--tag", default=None, help="suffix for result file names (e.g. the machine)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    codes, hist, source = catalogue(args)
+    if args.model:
+        model = Recommender.load(args.model, device=args.device)
+        source = f"trained model {args.model}"
+    else:
+        model = Tiger(len(codes), codes=codes, device=args.device, decode_batch=args.decode_batch).build()
+    model.module.eval()
+    n_levels = codes.shape[1]
+    codes_t = torch.as_tensor(model.codes)
+    for beam in args.beams:
+        k = min(args.k, beam)
+        model.recommend(hist.select(np.arange(min(64, len(hist)))), k=k, beam=beam)  # warm-up
+        load0 = os.getloadavg()
+        with torch.autocast(args.device.split(":")[0], dtype=torch.bfloat16, enabled=args.bf16):
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            items, scores = model.recommend(hist, k=k, beam=beam)
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+        # every returned item must be an active catalogue item whose code the trie maps back to it
+        valid = (items >= 0) & (items < len(model.codes))
+        back = model.trie.lookup(codes_t[np.clip(items, 0, None)].to(model.trie.device)).cpu().numpy()
+        invalid = int((~valid | (back != items) | ~model.active[np.clip(items, 0, None)]).sum())
+        distinct = bool(all(len(set(r)) == k for r in items.tolist()))
+        ups = len(hist) / dt
+        print(f"beam {beam:3d}: {ups:8.1f} users/s  ({dt:.2f}s for {len(hist)} users), invalid {invalid}, "
+              f"distinct {distinct}, load {load0[0]:.1f}")
+        tag = f"_{args.tag}" if args.tag else ""
+        record("decoding", dataset=args.dataset, model="tiger", variant=f"beam{beam}{'-bf16' if args.bf16 else ''}{tag}",
+               split=None, timing={"wall_s": round(dt, 3)}, device=args.device,
+               settings={"beam": beam, "k": k, "n_levels": n_levels, "users": len(hist),
+                         "decode_batch": model.config.decode_batch, "max_history": model.config.max_history,
+                         "encoder_input": "item" if model.item_input else "token", "bf16": args.bf16,
+                         "threads": torch.get_num_threads(), "codes": source, "n_items": len(model.codes),
+                         "d_model": model.config.d_model, "layers": [model.config.encoder_layers,
+                                                                     model.config.decoder_layers]},
+               extra={"beam": beam, "users_per_s": round(ups, 1), "invalid_items": invalid, "distinct": distinct,
+                      "loadavg_before": [round(x, 2) for x in load0],
+                      "loadavg_after": [round(x, 2) for x in os.getloadavg()], "trie": repr(model.trie)},
+               name=f"{args.dataset}_tiger_beam{beam}{'_bf16' if args.bf16 else ''}{tag}")
+    write_results_md()
+
+
+if __name__ == "__main__":
+    main()
