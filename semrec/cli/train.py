@@ -6,10 +6,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich import box
 from rich.table import Table
 
 from semrec.cli.console import err, out
 from semrec.errors import ConfigError
+
+COMPACT = {"box": box.SIMPLE_HEAVY, "collapse_padding": True, "pad_edge": False}  # fits 80 columns
 
 
 def _ks(text: str) -> tuple[int, ...]:
@@ -32,7 +35,7 @@ def short(metric: str) -> str:
 def metrics_table(title: str, results: dict[str, dict[str, float]], ks: tuple[int, ...]) -> Table:
     """Rows = runs/splits, columns = Recall/NDCG@K, MRR and coverage@max K."""
     cols = [f"{m}@{k}" for k in ks for m in ("recall", "ndcg")] + ["mrr", f"coverage@{max(ks)}"]
-    table = Table(title=title, caption="R = Recall, N = NDCG, Cov = catalogue coverage")
+    table = Table(title=title, caption="R = Recall, N = NDCG, Cov = catalogue coverage", **COMPACT)
     table.add_column("")
     for c in cols:
         table.add_column(short(c), justify="right")
@@ -42,7 +45,7 @@ def metrics_table(title: str, results: dict[str, dict[str, float]], ks: tuple[in
 
 
 def breakdown_table(title: str, rows: list[dict]) -> Table:
-    table = Table(title=title)
+    table = Table(title=title, **COMPACT)
     keys = [k for k in rows[0] if k not in ("bucket", "rows")] if rows else []
     for c in ["bucket", "rows", *keys]:
         table.add_column(short(c), justify="left" if c == "bucket" else "right")
