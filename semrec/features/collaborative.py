@@ -20,7 +20,10 @@ def model_item_vectors(model) -> np.ndarray:
     if fn is None:
         raise ConfigError(f"model {type(model).__name__} has no item_embeddings() (fix: use a model with an "
                           "item table, e.g. sasrec, or `cooccurrence_vectors`)")
-    vecs = fn()
+    try:
+        vecs = fn()
+    except NotImplementedError as e:
+        raise ConfigError(f"{type(model).__name__}: {e}") from None
     vecs = vecs.detach().float().cpu().numpy() if hasattr(vecs, "detach") else np.asarray(vecs, np.float32)
     if vecs.shape[0] != model.n_items:
         raise DataError(f"item_embeddings() returned {vecs.shape[0]} rows for {model.n_items} items")
@@ -68,7 +71,7 @@ def run_item_vectors(run_dir: str | Path, key: str | None = None, pad_row: int |
 
 def cooccurrence_vectors(sequences: Sequences, n_items: int, dim: int = 64, window: int = 5,
                          shift: float = 1.0, seed: int = 0) -> np.ndarray:
-    """(n_items, dim) SPPMI-SVD vectors (Levy & Goldberg 2014) from items co-occurring within `window` steps.
+    """(n_items, dim) SPPMI-SVD vectors (Levy & Goldberg 2014; W + C) from items co-occurring within `window` steps.
 
     A training-free CF signal: items bought in the same sessions get similar vectors. Items never seen
     get the zero vector. Pass only training sequences to avoid leaking test targets.
@@ -94,9 +97,11 @@ def cooccurrence_vectors(sequences: Sequences, n_items: int, dim: int = 64, wind
     m = sp.csr_matrix((pmi[keep], (coo.row[keep], coo.col[keep])), shape=(n_items, n_items))
     k = min(dim, n_items - 2)
     rng = np.random.default_rng(seed)
-    u, s, _ = svds(m, k=k, v0=rng.standard_normal(n_items))
+    u, s, vt = svds(m, k=k, v0=rng.standard_normal(n_items))
     order = np.argsort(-s)
-    z = (u[:, order] * np.sqrt(s[order])).astype(np.float32)
+    # word + context vectors (W + C): for the symmetric PMI matrix this keeps the positive-eigenvalue
+    # directions, so two items always bought together get the same vector
+    z = ((u[:, order] + vt[order].T) * np.sqrt(s[order])).astype(np.float32)
     signs = np.sign(z[np.abs(z).argmax(axis=0), np.arange(k)])
     z *= np.where(signs == 0, 1, signs)[None, :]
     if k < dim:

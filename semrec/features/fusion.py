@@ -66,7 +66,8 @@ class FusionProjection:
         self.projections: torch.nn.ModuleList | None = None
 
     def _build(self, dims: list[int]) -> None:
-        self.projections = torch.nn.ModuleList([torch.nn.Linear(d, self.config.dim) for d in dims])
+        # no bias: a missing source (zero vector) projects to zero and so does not move the fused vector
+        self.projections = torch.nn.ModuleList([torch.nn.Linear(d, self.config.dim, bias=False) for d in dims])
 
     def fit(self, vectors: Sequence[np.ndarray]) -> "FusionProjection":
         n = _check_rows(vectors)
@@ -97,16 +98,20 @@ class FusionProjection:
         return self
 
     @torch.no_grad()
-    def transform(self, vectors: Sequence[np.ndarray]) -> np.ndarray:
+    def project(self, vectors: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Each source's unit-length projection into the shared space (zero rows stay zero)."""
         if self.projections is None:
             raise ConfigError("FusionProjection is not fitted (fix: call fit first or load a saved one)")
         _check_rows(vectors)
         if len(vectors) != len(self.projections):
             raise ConfigError(f"fitted on {len(self.projections)} sources, got {len(vectors)}")
         dev = self.config.device
-        z = sum(F.normalize(p(torch.from_numpy(l2_normalize(v)).to(dev)), dim=-1)
-                for p, v in zip(self.projections, vectors))
-        return F.normalize(z, dim=-1).cpu().numpy()
+        return [F.normalize(p(torch.from_numpy(l2_normalize(v)).to(dev)), dim=-1).cpu().numpy()
+                for p, v in zip(self.projections, vectors)]
+
+    def transform(self, vectors: Sequence[np.ndarray]) -> np.ndarray:
+        """(n_items, dim) unit vectors: the normalised sum of the sources' projections."""
+        return l2_normalize(sum(self.project(vectors)))
 
     def save(self, path: str | Path) -> Path:
         from safetensors.torch import save_file
