@@ -1,0 +1,172 @@
+"""Pieces shared by the neural ID models: batching of sequences into padded tensors, a Transformer block,
+and the three next-item losses (BCE with one sampled negative, sampled softmax, full softmax).
+
+Token convention for every model here: item `i` is token `i + 1`, token 0 is padding. The item table of a
+model is therefore `embedding.weight[1:n_items + 1]`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from semrec.data.sequences import Sequences
+from semrec.errors import ConfigError
+
+PAD = 0
+LOSSES = ("bce", "sampled-softmax", "ce")
+
+
+def padded_tokens(seqs: Sequences, max_len: int, left: bool = True) -> np.ndarray:
+    """(n, W) tokens (item + 1, 0 = pad) of the last `max_len` items; W = longest kept row (<= max_len)."""
+    width = max(1, min(max_len, int(seqs.lengths.max(initial=1))))
+    return seqs.to_padded(width, pad=-1, left=left) + 1
+
+
+def epoch_rows(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """A random permutation of `n` rows cut into batches (the last one may be smaller)."""
+    order = rng.permutation(n)
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def next_item_pairs(seqs: Sequences, max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Left-padded (inputs, targets) for training on every position: input t predicts item t+1.
+
+    Width is the longest row of this batch (at most `max_len`), so short batches cost less."""
+    width = max(2, min(max_len + 1, int(seqs.lengths.max(initial=2))))
+    tokens = seqs.to_padded(width, pad=-1, left=True) + 1
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    return inputs, np.where(inputs == PAD, PAD, targets)
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward layer of a Transformer block."""
+
+    def __init__(self, hidden: int, inner: int, dropout: float, activation: str = "gelu"):
+        super().__init__()
+        self.fc = nn.Linear(hidden, inner)
+        self.proj = nn.Linear(inner, hidden)
+        self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(self.drop(self.act(self.fc(x)))))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a boolean mask (True = may attend), via scaled_dot_product_attention."""
+
+    def __init__(self, hidden: int, n_heads: int, dropout: float):
+        super().__init__()
+        if hidden % n_heads:
+            raise ConfigError(f"hidden={hidden} must be divisible by n_heads={n_heads}")
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.proj = nn.Linear(hidden, hidden)
+        self.dropout = dropout
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).split(d, dim=2)
+        q, k, v = (t.view(b, n, self.n_heads, d // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None],
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.drop(self.proj(y.transpose(1, 2).reshape(b, n, d)))
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm Transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, hidden: int, n_heads: int, dropout: float, activation: str = "gelu"):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(hidden)
+        self.attn = SelfAttention(hidden, n_heads, dropout)
+        self.ln2 = nn.LayerNorm(hidden)
+        self.mlp = MLP(hidden, 4 * hidden if activation == "gelu" else hidden, dropout, activation)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), mask)
+        return x + self.mlp(self.ln2(x))
+
+
+def attention_mask(tokens: torch.Tensor, causal: bool) -> torch.Tensor:
+    """(B, L, L) True where query i may attend key j: real keys (and j <= i if causal); always itself.
+
+    Letting every position see itself keeps padded query rows finite (they are masked out of the loss).
+    """
+    n = tokens.shape[1]
+    mask = (tokens != PAD)[:, None, :].expand(-1, n, -1)
+    if causal:
+        mask = mask & torch.ones(n, n, dtype=torch.bool, device=tokens.device).tril()
+    return mask | torch.eye(n, dtype=torch.bool, device=tokens.device)
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """Truncated-normal init of linear and embedding weights (BERT/GPT practice), zero biases."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+# ---------------------------------------------------------------------------------------------- losses
+def sample_negatives(rng: np.random.Generator, shape: tuple[int, ...], n_items: int,
+                     avoid: np.ndarray | None = None, rounds: int = 5) -> np.ndarray:
+    """Uniform random item tokens in [1, n_items] drawn in one call. With `avoid` (B, L tokens) the
+    negatives of row b that equal any token of `avoid[b]` are redrawn (a few vectorised rounds), as the
+    published SASRec sampler does; shape must then start with B."""
+    neg = rng.integers(1, n_items + 1, size=shape)
+    if avoid is None:
+        return neg
+    for _ in range(rounds):
+        flat = neg.reshape(len(neg), -1)
+        hit = (flat[:, :, None] == avoid[:, None, :]).any(-1)
+        if not hit.any():
+            break
+        flat[hit] = rng.integers(1, n_items + 1, size=int(hit.sum()))
+        neg = flat.reshape(shape)
+    return neg
+
+
+def next_item_loss(hidden: torch.Tensor, targets: torch.Tensor, item_table: torch.Tensor, loss: str,
+                   negatives: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean next-item loss over all non-padded positions.
+
+    hidden (B, L, d) sequence outputs; targets (B, L) tokens (0 = no target); item_table (n_items + 1, d)
+    with row 0 = padding. `ce`: softmax over all items. `bce`: `negatives` (B, L) holds one sampled item
+    per position; binary cross-entropy on the positive and the negative (Kang & McAuley).
+    `sampled-softmax`: `negatives` (N,) are shared by the whole batch; softmax over the positive and
+    them, with accidental hits (negative == positive) masked out.
+    """
+    valid = targets != PAD
+    h = hidden[valid]  # (P, d): only real positions pay for the output layer
+    pos = targets[valid]
+    if loss == "ce":
+        return F.cross_entropy(h @ item_table[1:].T, pos - 1)
+    if negatives is None:
+        raise ConfigError(f"loss={loss!r} needs sampled negatives in the batch")
+    if loss == "bce":
+        pos_logit = (h * item_table[pos]).sum(-1)
+        neg_logit = (h * item_table[negatives[valid]]).sum(-1)
+        return (F.binary_cross_entropy_with_logits(pos_logit, torch.ones_like(pos_logit))
+                + F.binary_cross_entropy_with_logits(neg_logit, torch.zeros_like(neg_logit)))
+    if loss == "sampled-softmax":
+        pos_logit = (h * item_table[pos]).sum(-1, keepdim=True)
+        neg_logit = (h @ item_table[negatives].T).masked_fill(negatives[None, :] == pos[:, None], float("-inf"))
+        logits = torch.cat([pos_logit, neg_logit], dim=1)
+        return F.cross_entropy(logits, torch.zeros(len(pos), dtype=torch.long, device=logits.device))
+    raise ConfigError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
+
+
+def positions(width: int, max_len: int, device: torch.device | str) -> torch.Tensor:
+    """Position ids for a left-padded window of `width`: the last column is always position max_len - 1,
+    so a history is encoded the same whatever the batch's longest row."""
+    return torch.arange(max_len - width, max_len, device=device)
+
+
+__all__ = ["LOSSES", "PAD", "Block", "MLP", "SelfAttention", "attention_mask", "epoch_rows", "init_weights",
+           "next_item_loss", "next_item_pairs", "padded_tokens", "positions", "sample_negatives"]
