@@ -79,7 +79,8 @@ def evaluate(model: Any, evalset: EvalSet, ks: tuple[int, ...] = (5, 10, 20), ba
         lo, hi = targets.offsets[rows[0]], targets.offsets[rows[-1] + 1]
         ranks[lo:hi] = target_ranks(top, targets.select(rows))
         for j, k in enumerate(ks):
-            covered[j, top[:, :k].ravel()] = True
+            listed = top[:, :k].ravel()
+            covered[j, listed[listed >= 0]] = True  # -1 pads lists of models that return fewer than k items
     eval_s = time.perf_counter() - t0
 
     metrics = {m: float(row_metric(m, ranks, targets.offsets, ks[-1]).mean()) for m in metric_names(ks)}

@@ -81,7 +81,10 @@ class Recommender(ABC):
     @abstractmethod
     def recommend(self, histories: Sequences, k: int = 10, exclude: Sequences | None = None
                   ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k item indices and their scores for each history, best first: two (batch, k) arrays."""
+        """Top-k item indices and their scores for each history, best first: two (batch, k) arrays.
+
+        A model that cannot fill k slots (e.g. constrained decoding) pads ids with -1 and scores with -inf.
+        """
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, torch.Tensor]:
