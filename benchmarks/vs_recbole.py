@@ -1,0 +1,267 @@
+"""Time-to-quality against RecBole 1.2.1: how long our SASRec needs to reach RecBole's best validation NDCG@10.
+
+Both sides train SASRec with the same hyperparameters (full-softmax CE, hidden 64, 2 layers, 2 heads, max length
+50, batch 256, Adam lr 1e-3, dropout 0.5) on the same leave-one-out split of Beauty, validate on every user
+each epoch with full ranking and no history masking, and run with the same number of torch threads.
+RecBole runs first, in its own venv (benchmarks/recbole_runner.py writes a per-epoch JSON log); this script
+takes RecBole's best validation NDCG@10 as the target, trains ours epoch by epoch until it reaches it, and
+writes benchmarks/results/vs_recbole/beauty_sasrec_ce_valid.json. See benchmarks/notes/vs_recbole.md.
+
+    .venv-recbole/bin/python benchmarks/recbole_runner.py --data ../shared/data/amazon-beauty-s3rec/Beauty.txt \
+        --out benchmarks/work/recbole/beauty_sasrec_ce.json --epochs 10 --threads 1
+    .venv-recbole/bin/python benchmarks/recbole_runner.py --data ../shared/data/amazon-beauty-s3rec/Beauty.txt \
+        --out benchmarks/work/recbole/beauty_split.json --dump-split
+    python benchmarks/vs_recbole.py --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import ROOT, SHARED_DATA, record, write_results_md  # noqa: E402
+
+from semrec.data import Split, leave_one_out  # noqa: E402
+
+WORK = ROOT / "work"
+METRIC = "ndcg@10"
+# Our SASRec options matching RecBole's HYPER in recbole_runner.py (RecBole's inner_size 256 = 4 x hidden,
+# the feed-forward width of our Block).
+OURS = {"loss": "ce", "hidden": 64, "n_layers": 2, "n_heads": 2, "max_len": 50, "dropout": 0.5}
+OURS_TRAIN = {"batch_size": 256, "lr": 1e-3, "weight_decay": 0.0, "optimizer": "adam", "patience": 0,
+              "eval_every": 1, "metric": METRIC, "eval_exclude_history": False}
+# RecBole settings that must hold for the comparison to mean anything (checked against its log).
+RECBOLE_REQUIRED = {"loss_type": "CE", "hidden_size": 64, "n_layers": 2, "n_heads": 2, "MAX_ITEM_LIST_LENGTH": 50,
+                    "train_batch_size": 256, "learning_rate": 1e-3, "hidden_dropout_prob": 0.5,
+                    "attn_dropout_prob": 0.5, "exclude_history": False}
+
+
+def check_settings(log: dict[str, Any], where: str = "RecBole log") -> None:
+    """Exit with a message naming the field when RecBole ran with other settings than the comparison needs."""
+    for key, want in RECBOLE_REQUIRED.items():
+        got = log.get("settings", {}).get(key)
+        if got != want:
+            raise SystemExit(f"{where}: settings.{key} is {got!r}, the comparison needs {want!r}")
+
+
+def recbole_target(log: dict[str, Any], where: str = "RecBole log") -> dict[str, Any]:
+    """RecBole's best validation NDCG@10 over its run, the epoch it came at, and the time it took to get there
+    (training + per-epoch validation, and training alone)."""
+    check_settings(log, where)
+    epochs = log.get("epochs") or []
+    if not epochs:
+        raise SystemExit(f"{where}: no finished epoch yet (fix: wait for recbole_runner.py to log one)")
+    best = max(epochs, key=lambda r: (r["valid_ndcg@10"], -r["epoch"]))  # earliest epoch among ties
+    return {"target": float(best["valid_ndcg@10"]), "epoch": int(best["epoch"]),
+            "time_to_target_s": float(best["cum_train_eval_s"]), "train_to_target_s": float(best["cum_train_s"]),
+            "epoch_s": float(np.mean([r["train_s"] for r in epochs])),
+            "eval_s": float(np.mean([r["eval_s"] for r in epochs])), "epochs_run": len(epochs)}
+
+
+def recbole_cpu_s(log: dict[str, Any], epoch: int, samples: Path | None) -> float | None:
+    """RecBole's process CPU seconds for its first `epoch` epochs (training + validation): the log's
+    `cum_cpu_s`, or, for a log written before the runner recorded it, interpolated from a file of
+    `unix_time clock_ticks` samples of the process (/proc/PID/stat utime+stime) minus the preprocessing,
+    counted at its wall time (single-threaded, so CPU <= wall)."""
+    row = log["epochs"][epoch - 1]
+    if "cum_cpu_s" in row:
+        return float(row["cum_cpu_s"])
+    if samples is None or not samples.exists():
+        return None
+    t, ticks = np.loadtxt(samples, ndmin=2).T
+    if not t[0] <= row["end_unix"] <= t[-1]:
+        return None
+    return float(np.interp(row["end_unix"], t, ticks)) / os.sysconf("SC_CLK_TCK") - float(log["prep_s"])
+
+
+def split_mismatches(split: Split, user_ids: np.ndarray, item_ids: np.ndarray, recbole_rows: dict[str, Any]
+                     ) -> dict[str, int]:
+    """Rows of RecBole's valid/test split whose (user, target item, history length) differ from ours
+    (history lengths compared after RecBole's cap at max_len). All zeros = the same split."""
+    out = {}
+    for name, es in (("valid", split.valid), ("test", split.test)):
+        ours = {(str(u), str(t), int(min(n, OURS["max_len"]))) for u, t, n in
+                zip(user_ids[es.users], item_ids[es.targets.items], es.histories.lengths)}
+        rows = recbole_rows[name]
+        theirs = set(zip(rows["user_id"], rows["item_id"], (int(n) for n in rows["history_length"])))
+        out[name] = len(ours ^ theirs)
+    return out
+
+
+def load_beauty(data_root: Path) -> tuple[Split, np.ndarray, np.ndarray]:
+    from semrec.data.readers import read_s3rec
+
+    path = data_root / "amazon-beauty-s3rec" / "Beauty.txt"
+    if not path.exists():
+        raise SystemExit(f"{path} not found (fix: pass --data-root pointing at the folder holding "
+                         "amazon-beauty-s3rec/)")
+    ds = read_s3rec(path, name="beauty")
+    return leave_one_out(ds), ds.users["user_id"].to_numpy().astype(str), ds.item_ids().astype(str)
+
+
+def train_until(split: Split, target_fn: Callable[[], tuple[float, bool]], *, max_epochs: int, extra_epochs: int,
+                max_wall_s: float, threads: int | None, seed: int, device: str, ckpt: Path
+                ) -> tuple[list[dict[str, Any]], list[float], list[float], Any]:
+    """Train our SASRec one epoch per `fit` call (resuming from `ckpt/last`, so it is one continuous run)
+    until validation NDCG@10 reaches the target, then `extra_epochs` more.
+
+    `target_fn()` gives (target, final): it is re-read after every epoch, so ours can train while RecBole is
+    still running; training stops at the target only once RecBole's run is final. Returns the loop's
+    per-epoch records, the outer wall clock and the process CPU time after each epoch (both with checkpoint
+    I/O), and the model."""
+    from semrec.models import get_model_class
+
+    if ckpt.exists():
+        shutil.rmtree(ckpt)
+    cls = get_model_class("sasrec")
+    ffn = {k: 256 for k in ("inner", "inner_size") if k in {f.name for f in dataclasses.fields(cls.Config)}}
+    model = cls(split.n_items, **OURS, **ffn, **OURS_TRAIN, seed=seed, device=device, num_threads=threads,
+                checkpoint_dir=str(ckpt), resume=True, epochs=1, progress=sys.stderr.isatty())
+    walls: list[float] = []
+    cpus: list[float] = []
+    t0, c0 = time.perf_counter(), time.process_time()
+    for epoch in range(1, max_epochs + 1):
+        model.config = dataclasses.replace(model.config, train=dataclasses.replace(model.train_config, epochs=epoch))
+        model.fit(split.train, split.valid)
+        walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
+        rec = model.history.records[-1]
+        target, final = target_fn()
+        print(json.dumps({"epoch": epoch, "epoch_s": rec["epoch_s"], "eval_s": rec.get("eval_s"),
+                          "elapsed_s": rec["elapsed_s"], "cpu_s": round(cpus[-1], 1), METRIC: rec["valid"][METRIC], "target": target,
+                          "target_final": final, "loadavg": [round(x, 2) for x in os.getloadavg()]}), flush=True)
+        hit = next((r["epoch"] for r in model.history.records if r["valid"][METRIC] >= target), None)
+        if final and hit is not None and epoch >= hit + extra_epochs:
+            break
+        if walls[-1] > max_wall_s:
+            print(f"stopping: wall budget {max_wall_s:.0f}s used", file=sys.stderr)
+            break
+    return model.history.records, walls, cpus, model
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--recbole-log", type=Path, default=WORK / "recbole" / "beauty_sasrec_ce.json")
+    p.add_argument("--recbole-split", type=Path, default=WORK / "recbole" / "beauty_split.json",
+                   help="recbole_runner.py --dump-split output; checked against our split when present")
+    p.add_argument("--recbole-cpu-samples", type=Path, default=WORK / "recbole" / "cpu_samples.txt",
+                   help="'unix_time clock_ticks' samples of the RecBole process, for logs without cum_cpu_s")
+    p.add_argument("--data-root", type=Path, default=SHARED_DATA)
+    p.add_argument("--max-epochs", type=int, default=40, help="give up after this many epochs")
+    p.add_argument("--max-wall-s", type=float, default=float("inf"), help="give up after this much wall time")
+    p.add_argument("--extra-epochs", type=int, default=0, help="keep training this many epochs past the target")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (use RecBole's: its log says)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--target", type=float, default=None, help="override the target (smoke tests only)")
+    p.add_argument("--no-record", action="store_true", help="print the result instead of writing it (smoke tests)")
+    args = p.parse_args(argv)
+
+    def current_target() -> tuple[float, bool]:
+        if args.target is not None:
+            return args.target, True
+        log = json.loads(args.recbole_log.read_text()) if args.recbole_log.exists() else {}
+        if not log.get("epochs"):
+            return math.inf, False
+        return recbole_target(log, str(args.recbole_log))["target"], bool(log.get("done"))
+
+    if args.recbole_log.exists():  # else RecBole has not finished preprocessing yet: checked at the end
+        check_settings(json.loads(args.recbole_log.read_text()), str(args.recbole_log))
+    threads = args.threads
+
+    split, user_ids, item_ids = load_beauty(args.data_root)
+    mismatches = None
+    if args.recbole_split.exists():
+        mismatches = split_mismatches(split, user_ids, item_ids, json.loads(args.recbole_split.read_text()))
+        if any(mismatches.values()):
+            raise SystemExit(f"RecBole's split differs from ours in {mismatches} rows ({args.recbole_split})")
+
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    records, walls, cpus, model = train_until(split, current_target, max_epochs=args.max_epochs,
+                                        extra_epochs=args.extra_epochs, max_wall_s=args.max_wall_s, threads=threads,
+                                        seed=args.seed, device=args.device, ckpt=WORK / "vs_recbole" / "ckpt")
+    if not args.recbole_log.exists():
+        raise SystemExit(f"{args.recbole_log} not found (fix: run benchmarks/recbole_runner.py; see "
+                         "benchmarks/notes/vs_recbole.md)")
+    rlog = json.loads(args.recbole_log.read_text())  # RecBole's final log (it may have run beside ours)
+    rb = recbole_target(rlog, str(args.recbole_log))
+    target = rb["target"] if args.target is None else args.target
+    hit = next((i for i, r in enumerate(records) if r["valid"][METRIC] >= target), None)
+    ours_tt = records[hit]["elapsed_s"] if hit is not None else None
+    ours_train_tt = float(sum(r["epoch_s"] for r in records[:hit + 1])) if hit is not None else None
+    best = max(records, key=lambda r: r["valid"][METRIC])
+    ours_epoch_s = float(np.mean([r["epoch_s"] for r in records]))
+    speed = (lambda a, b: round(a / b, 2) if a and b else None)
+    rb_cpu = recbole_cpu_s(rlog, rb["epoch"], args.recbole_cpu_samples)
+    ours_cpu = cpus[hit] if hit is not None else None
+    extra = {
+        "target_valid_ndcg10": target, "target_source": "RecBole best valid NDCG@10 over its run",
+        "recbole_best_epoch": rb["epoch"], "recbole_epochs_run": rb["epochs_run"],
+        "recbole_run_complete": bool(rlog.get("done")),
+        "recbole_epoch_s": round(rb["epoch_s"], 1), "recbole_eval_s": round(rb["eval_s"], 1),
+        "recbole_time_to_target_s": round(rb["time_to_target_s"], 1),
+        "recbole_train_to_target_s": round(rb["train_to_target_s"], 1),
+        "ours_epoch_s": round(ours_epoch_s, 1),
+        "ours_eval_s": round(float(np.mean([r["eval_s"] for r in records])), 1),
+        "ours_epochs_to_target": hit + 1 if hit is not None else None,
+        "ours_time_to_target_s": round(ours_tt, 1) if ours_tt is not None else None,
+        "ours_train_to_target_s": round(ours_train_tt, 1) if ours_train_tt is not None else None,
+        "ours_wall_to_target_s": round(walls[hit], 1) if hit is not None else None,
+        "speedup": speed(rb["time_to_target_s"], ours_tt),
+        "speedup_train_only": speed(rb["train_to_target_s"], ours_train_tt),
+        "speedup_per_epoch": speed(rb["epoch_s"], ours_epoch_s),
+        "recbole_cpu_to_target_s": round(rb_cpu, 1) if rb_cpu is not None else None,
+        "ours_cpu_to_target_s": round(ours_cpu, 1) if ours_cpu is not None else None,
+        "speedup_cpu": speed(rb_cpu, ours_cpu),
+        "ours_best_valid_ndcg10": best["valid"][METRIC], "ours_best_epoch": best["epoch"],
+        "split_mismatches_vs_recbole": mismatches,
+        "threads": torch.get_num_threads(), "recbole_threads": rlog.get("threads"),
+        "loadavg_start": load_start, "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "recbole_loadavg_per_epoch": [r["loadavg"] for r in rlog["epochs"]],
+        "recbole_per_epoch": [{k: r[k] for k in ("epoch", "train_s", "eval_s", "cum_train_eval_s", "valid_ndcg@10",
+                                                 "valid_recall@10")} for r in rlog["epochs"]],
+        "ours_per_epoch": [{"epoch": r["epoch"], "train_s": r["epoch_s"], "eval_s": r.get("eval_s"),
+                            "cum_train_eval_s": r["elapsed_s"], "cum_cpu_s": round(c, 1),
+                            "valid_ndcg@10": r["valid"][METRIC], "valid_recall@10": r["valid"]["recall@10"]}
+                           for r, c in zip(records, cpus)],
+        "recbole_version": rlog.get("recbole"), "recbole_torch": rlog.get("torch"),
+    }
+    blocks = getattr(model.module, "blocks", [])
+    ffn_width = blocks[0].mlp.fc.out_features if len(blocks) and hasattr(blocks[0], "mlp") else None
+    extra["ours_ffn_inner"] = ffn_width
+    settings = {"protocol": "leave-one-out, full ranking over all items, one target per user, validation split",
+                "exclude_history": False, "max_len": OURS["max_len"], "ours": {**OURS, **OURS_TRAIN, "seed": args.seed},
+                "recbole": rlog.get("settings"), "n_users": len(split.train), "n_items": split.n_items,
+                "time_to_target": "sum of per-epoch training + validation wall time up to the first epoch whose "
+                                  "valid NDCG@10 >= target (data loading/preprocessing excluded on both sides)"}
+    metrics = {k: v for k, v in best["valid"].items() if k.startswith(("recall@", "ndcg@", "mrr"))}
+    timing = {"wall_s": round(walls[-1], 1), "train_s": round(float(sum(r["epoch_s"] for r in records)), 1),
+              "epoch_s": round(ours_epoch_s, 1), "eval_s": round(float(sum(r.get("eval_s", 0) for r in records)), 1)}
+    if args.no_record:
+        print(json.dumps({"metrics": metrics, "timing": timing, "settings": settings, "extra": extra}, indent=1))
+        return 0
+    out = record("vs_recbole", dataset="beauty", model="sasrec", variant="ce", split="valid", metrics=metrics,
+                 timing=timing, settings=settings, extra=extra, device=args.device)
+    write_results_md()
+    print(f"target {target:.4f} (RecBole epoch {rb['epoch']}, {rb['time_to_target_s']:.0f}s); ours "
+          + (f"epoch {hit + 1}, {ours_tt:.0f}s; speedup {extra['speedup']}x" if hit is not None
+             else f"did not reach it in {len(records)} epochs (best {best['valid'][METRIC]:.4f})") + f" -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
