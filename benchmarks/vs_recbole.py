@@ -33,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import ROOT, SHARED_DATA, record, write_results_md  # noqa: E402
+from common import ROOT, SHARED_DATA, git_commit, record, write_results_md  # noqa: E402
 
 from semrec.data import Split, leave_one_out  # noqa: E402
 
@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"RecBole's split differs from ours in {mismatches} rows ({args.recbole_split})")
 
     load_start = [round(x, 2) for x in os.getloadavg()]
+    commit_at_start = git_commit()  # the code that trained (others may commit while this runs)
     records, walls, cpus, model = train_until(split, current_target, max_epochs=args.max_epochs,
                                         extra_epochs=args.extra_epochs, max_wall_s=args.max_wall_s, threads=threads,
                                         seed=args.seed, device=args.device, ckpt=WORK / "vs_recbole" / "ckpt")
@@ -238,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                             "cum_train_eval_s": r["elapsed_s"], "cum_cpu_s": round(c, 1),
                             "valid_ndcg@10": r["valid"][METRIC], "valid_recall@10": r["valid"]["recall@10"]}
                            for r, c in zip(records, cpus)],
-        "recbole_version": rlog.get("recbole"), "recbole_torch": rlog.get("torch"),
+        "commit_at_start": commit_at_start, "recbole_version": rlog.get("recbole"), "recbole_torch": rlog.get("torch"),
     }
     blocks = getattr(model.module, "blocks", [])
     ffn_width = blocks[0].mlp.fc.out_features if len(blocks) and hasattr(blocks[0], "mlp") else None
