@@ -142,8 +142,9 @@ def train_until(split: Split, target_fn: Callable[[], tuple[float, bool]], *, ma
         rec = model.history.records[-1]
         target, final = target_fn()
         print(json.dumps({"epoch": epoch, "epoch_s": rec["epoch_s"], "eval_s": rec.get("eval_s"),
-                          "elapsed_s": rec["elapsed_s"], "cpu_s": round(cpus[-1], 1), METRIC: rec["valid"][METRIC], "target": target,
-                          "target_final": final, "loadavg": [round(x, 2) for x in os.getloadavg()]}), flush=True)
+                          "elapsed_s": rec["elapsed_s"], "cpu_s": round(cpus[-1], 1), METRIC: rec["valid"][METRIC],
+                          "target": target, "target_final": final,
+                          "loadavg": [round(x, 2) for x in os.getloadavg()]}), flush=True)
         hit = next((r["epoch"] for r in model.history.records if r["valid"][METRIC] >= target), None)
         if final and hit is not None and epoch >= hit + extra_epochs:
             break
