@@ -54,6 +54,15 @@ def breakdown_table(title: str, rows: list[dict]) -> Table:
     return table
 
 
+def model_has_train(name: str) -> bool:
+    """Whether model `name` is trained by the loop (its Config has a `train` field)."""
+    import dataclasses
+
+    from semrec.models import get_model_class
+
+    return "train" in {f.name for f in dataclasses.fields(get_model_class(name).Config)}
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
@@ -70,6 +79,7 @@ def register(app: typer.Typer) -> None:
         exclude_history: bool = typer.Option(False, "--exclude-history",
                                              help="Mask history items when ranking (default: no, as published)."),
         resume: bool = typer.Option(False, "--resume", help="Continue from RUN_DIR/checkpoints/last."),
+        threads: Optional[int] = typer.Option(None, help="torch CPU threads for training and evaluation."),
     ) -> None:
         """Train MODEL on a dataset, evaluate valid + test with full ranking, write a run folder.
 
@@ -83,6 +93,11 @@ def register(app: typer.Typer) -> None:
         from semrec.data import Dataset
         from semrec.training.run import build_model, make_split, train_run
 
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+            set_ = [*set_, f"train.num_threads={threads}"] if model_has_train(model) else set_
         ds = Dataset.load(data)
         sp = make_split(ds, split, split_kind, _parse_options(split_option))
         m = build_model(model, ds.n_items, config, set_, device)
