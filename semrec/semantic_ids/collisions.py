@@ -13,12 +13,30 @@ from semrec.errors import ConfigError
 from semrec.semantic_ids.kmeans import capacitated_assign
 
 
+def pack_rows(codes: np.ndarray) -> np.ndarray | None:
+    """One int64 key per row (mixed radix over the columns' ranges), or None if it would overflow."""
+    codes = np.asarray(codes, dtype=np.int64)
+    if not len(codes) or codes.min() < 0:
+        return None
+    radix = codes.max(axis=0) + 1
+    if np.sum(np.log2(radix.astype(np.float64))) >= 62:
+        return None
+    key = np.zeros(len(codes), dtype=np.int64)
+    for l, r in enumerate(radix):  # loop over levels (3-4), not rows
+        key = key * r + codes[:, l]
+    return key
+
+
 def group_ids(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Dense id of each row's code (rows with equal codes share it) and the size of every group."""
+    """Dense id of each row's code (rows with equal codes share it, ordered by code) and every group's size."""
     codes = np.ascontiguousarray(codes, dtype=np.int64)
     if codes.shape[1] == 0:
         return np.zeros(len(codes), np.int64), np.array([len(codes)])
-    _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
+    key = pack_rows(codes)
+    if key is not None:  # 1-d unique is ~10x faster than row-wise unique
+        _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+    else:
+        _, inverse, counts = np.unique(codes, axis=0, return_inverse=True, return_counts=True)
     return inverse.ravel().astype(np.int64), counts
 
 

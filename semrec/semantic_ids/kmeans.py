@@ -20,33 +20,41 @@ def sq_distances(x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return ((x * x).sum(1, keepdim=True) - 2.0 * (x @ c.T) + (c * c).sum(1)[None, :]).clamp_min_(0.0)
 
 
-def nearest(x: torch.Tensor, c: torch.Tensor, chunk: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index and squared distance of the nearest centroid for each row, computed in row chunks."""
+def nearest(x: torch.Tensor, c: torch.Tensor, chunk: int = 16384) -> tuple[torch.Tensor, torch.Tensor]:
+    """Index and squared distance of the nearest centroid for each row, computed in row chunks.
+
+    Per chunk one fused `addmm` (|c|^2 - 2 x c^T); |x|^2 is added only to the minimum. Chunks of 16k
+    rows keep temporaries small enough to be reused rather than mapped afresh by the allocator.
+    """
     idx = torch.empty(len(x), dtype=torch.long, device=x.device)
     dist = torch.empty(len(x), dtype=x.dtype, device=x.device)
-    c2 = (c * c).sum(1)
+    c2 = (c * c).sum(1)[None, :]
+    ct = c.T.contiguous()
     for s in range(0, len(x), chunk):
         xb = x[s:s + chunk]
-        d = (xb * xb).sum(1, keepdim=True) - 2.0 * (xb @ c.T) + c2[None, :]
-        dist[s:s + chunk], idx[s:s + chunk] = d.min(1)
+        best, idx[s:s + chunk] = torch.addmm(c2, xb, ct, alpha=-2.0).min(1)
+        dist[s:s + chunk] = best + torch.linalg.vector_norm(xb, dim=1).square()
     return idx, dist.clamp_min_(0.0)
 
 
-def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """k-means++ seeding (Arthur & Vassilvitskii 2007): each new centre drawn with prob. ~ squared distance."""
+def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator, max_points: int = 64) -> torch.Tensor:
+    """k-means++ seeding (Arthur & Vassilvitskii 2007) on at most `max_points * k` of the rows."""
+    if len(x) > max_points * k:
+        x = x[torch.randperm(len(x), generator=generator)[:max_points * k].to(x.device)]
     n = len(x)
+    x2 = torch.linalg.vector_norm(x, dim=1).square()
     first = torch.randint(n, (1,), generator=generator).item()
-    centres = [x[first]]
-    d = sq_distances(x, x[first:first + 1]).squeeze(1)
+    centres = [first]
+    d = (x2 - 2.0 * (x @ x[first]) + x2[first]).clamp_min(0.0)
     for _ in range(1, k):
         total = d.sum()
         if total <= 0:  # fewer distinct points than k: reuse random points
             i = torch.randint(n, (1,), generator=generator).item()
         else:
             i = torch.multinomial((d / total).cpu(), 1, generator=generator).item()
-        centres.append(x[i])
-        d = torch.minimum(d, sq_distances(x, x[i:i + 1]).squeeze(1))
-    return torch.stack(centres)
+        centres.append(i)
+        d = torch.minimum(d, (x2 - 2.0 * (x @ x[i]) + x2[i]).clamp_min(0.0))
+    return x[centres].clone()
 
 
 def capacitated_assign(dist: np.ndarray, capacity: np.ndarray | int, groups: np.ndarray | None = None,
@@ -100,7 +108,7 @@ def _update(sample: torch.Tensor, c: torch.Tensor, a: torch.Tensor) -> torch.Ten
 
 
 def kmeans(x: torch.Tensor, k: int, n_iter: int = 20, seed: int = 0, max_points_per_centroid: int | None = 256,
-           balanced: bool = False, balance_slack: float = 0.0, balanced_iters: int = 5, chunk: int = 65536
+           balanced: bool = False, balance_slack: float = 0.0, balanced_iters: int = 5, chunk: int = 16384
            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Centroids (k, d) and the assignment (n,) of every row of `x`.
 

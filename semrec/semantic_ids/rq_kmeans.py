@@ -35,6 +35,7 @@ class RQKMeans(Tokenizer):
     def __init__(self, config: RQKMeansConfig | None = None, **overrides):
         super().__init__(config, **overrides)
         self.codebooks: torch.Tensor | None = None  # (levels, K, d)
+        self._gram = None  # cached (C^T, C C^T, |c|^2) for fast quantisation
 
     @property
     def codebook_sizes(self) -> list[int]:
@@ -51,25 +52,48 @@ class RQKMeans(Tokenizer):
             c, a = kmeans(residual, cfg.codebook_size, n_iter=cfg.n_iter, seed=cfg.seed + level,
                           max_points_per_centroid=cfg.max_points_per_centroid, balanced=cfg.balanced,
                           balance_slack=cfg.balance_slack)
-            residual -= c[a]
+            for s in range(0, len(residual), 65536):  # chunked: no (n, d) temporary
+                residual[s:s + 65536] -= c[a[s:s + 65536]]
             books.append(c)
             codes.append(a)
         self.codebooks = torch.stack(books)
+        self._gram = None
         self.fit_stats["residual_norm"] = float(residual.norm(dim=1).mean())
         return torch.stack(codes, dim=1).cpu().numpy()
 
     def _quantize(self, x: torch.Tensor, need_last: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        residual = self._prep(x).clone()
-        codes = []
-        for level, c in enumerate(self.codebooks):
-            if need_last and level == len(self.codebooks) - 1:
-                last = sq_distances(residual, c)
-                codes.append(last.argmin(1))
-                return torch.stack(codes, 1).cpu().numpy(), last.cpu().numpy()
-            a = nearest(residual, c)[0]
-            residual -= c[a]
-            codes.append(a)
-        return torch.stack(codes, 1).cpu().numpy(), None
+        if need_last:
+            residual = self._prep(x).clone()
+            codes = []
+            for c in self.codebooks[:-1]:
+                a = nearest(residual, c)[0]
+                residual -= c[a]
+                codes.append(a)
+            last = sq_distances(residual, self.codebooks[-1])
+            codes.append(last.argmin(1))
+            return torch.stack(codes, 1).cpu().numpy(), last.cpu().numpy()
+        return self._quantize_gram(self._prep(x)), None
+
+    def _quantize_gram(self, x: torch.Tensor, chunk: int = 16384) -> np.ndarray:
+        """Greedy residual quantisation from one GEMM per chunk: r_l . c = x . c - sum_{j<l} c_j . c.
+
+        Scores against all L*K codewords come from x @ C^T at once; each level then subtracts rows of
+        the precomputed codeword Gram matrix for the codes already chosen. Same codes as the residual loop.
+        """
+        L, K, d = self.codebooks.shape
+        if self._gram is None:
+            flat = self.codebooks.reshape(L * K, d)
+            self._gram = (flat.T.contiguous(), flat @ flat.T, (self.codebooks ** 2).sum(-1))
+        flat_t, gram, sq = self._gram
+        out = torch.empty(len(x), L, dtype=torch.long, device=x.device)
+        for s in range(0, len(x), chunk):
+            scores = x[s:s + chunk] @ flat_t  # (b, L*K)
+            for l in range(L):
+                dot = scores[:, l * K:(l + 1) * K]
+                for j in range(l):
+                    dot = dot - gram[j * K + out[s:s + chunk, j], l * K:(l + 1) * K]
+                out[s:s + chunk, l] = (sq[l][None, :] - 2.0 * dot).argmin(1)
+        return out.cpu().numpy()
 
     def _last_distances(self, x: torch.Tensor, raw: torch.Tensor) -> np.ndarray:
         residual = self._prep(x).clone()
@@ -88,3 +112,4 @@ class RQKMeans(Tokenizer):
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         self.codebooks = state["codebooks"]
+        self._gram = None
