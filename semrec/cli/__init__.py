@@ -18,6 +18,7 @@ def _register() -> None:
     app.add_typer(data.app, name="data")
     quickstart.register(app)
     __import__("semrec.cli.train", fromlist=["register"]).register(app)
+    __import__("semrec.cli.ids", fromlist=["register"]).register(app)
 
 
 def main() -> None:
