@@ -25,12 +25,13 @@ CHUNK_BYTES = 64 << 20
 PROGRESS_MIN_BYTES = 32 << 20
 
 
-def iter_line_chunks(path: Path, chunk_bytes: int | None = None) -> Iterator[tuple[int, bytes]]:
+def iter_line_chunks(path: Path, chunk_bytes: int | None = None,
+                     progress: bool = True) -> Iterator[tuple[int, bytes]]:
     """Yield (number of the chunk's first line, bytes of whole lines) for a plain or gzip file, with progress."""
     chunk_bytes = chunk_bytes or CHUNK_BYTES
     size = path.stat().st_size
     with open(path, "rb") as raw, tqdm(total=size, unit="B", unit_scale=True, desc=f"reading {path.name}",
-                                       disable=size < PROGRESS_MIN_BYTES, leave=False) as bar:
+                                       disable=not progress or size < PROGRESS_MIN_BYTES, leave=False) as bar:
         stream = gzip.GzipFile(fileobj=raw) if is_gzip(path) else raw
         line, rest = 1, b""
         while True:
@@ -53,7 +54,7 @@ def iter_line_chunks(path: Path, chunk_bytes: int | None = None) -> Iterator[tup
 
 
 def _first_line(path: Path) -> bytes:
-    for _, piece in iter_line_chunks(path, chunk_bytes=1 << 16):
+    for _, piece in iter_line_chunks(path, chunk_bytes=1 << 16, progress=False):
         for line in piece.split(b"\n"):
             if line.strip():
                 return line.strip()

@@ -18,7 +18,8 @@ from typing import Any
 import polars as pl
 
 from semrec.data.dataset import Dataset
-from semrec.data.readers.common import cast_checked, check_policy, read_lines, reader_meta, split_fields
+from semrec.data.readers.common import (cast_checked, check_policy, empty_interactions, read_lines, reader_meta,
+                                        split_fields)
 from semrec.data.readers.table import TableSource, read_interactions, read_item_table
 from semrec.errors import DataError
 
@@ -90,8 +91,7 @@ def _read_dat(folder: Path, on_bad_rows: str) -> tuple[pl.DataFrame, pl.DataFram
                                                        list[Path], int]:
     sources: list[Path] = []
     bad = 0
-    inter = pl.DataFrame(schema={"user_id": pl.Utf8, "item_id": pl.Utf8, "timestamp": pl.Int64,
-                                 "rating": pl.Float32})
+    inter = empty_interactions(rating=True)  # a metadata-only folder (no ratings.dat) has no interactions
     items = users = None
     if (folder / "ratings.dat").exists():
         raw, bad = _delimited(folder / "ratings.dat", "::", ["user_id", "item_id", "rating", "timestamp"],
