@@ -31,12 +31,12 @@ def epoch_rows(n: int, batch_size: int, rng: np.random.Generator) -> list[np.nda
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
-def next_item_pairs(seqs: Sequences, max_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Left-padded (inputs, targets) for training on every position: input t predicts item t+1.
+def next_item_pairs(seqs: Sequences, max_len: int, left: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Padded (inputs, targets) for training on every position: input t predicts item t+1.
 
     Width is the longest row of this batch (at most `max_len`), so short batches cost less."""
     width = max(2, min(max_len + 1, int(seqs.lengths.max(initial=2))))
-    tokens = seqs.to_padded(width, pad=-1, left=True) + 1
+    tokens = seqs.to_padded(width, pad=-1, left=left) + 1
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
     return inputs, np.where(inputs == PAD, PAD, targets)
 
