@@ -1,9 +1,12 @@
 import gzip
 import hashlib
 import json
+import subprocess
+import sys
 
 import pytest
 
+from semrec.data import Dataset
 from semrec.data.readers import jsonl, read_amazon, read_amazon2023
 from semrec.errors import DataError
 
@@ -128,3 +131,16 @@ def test_line_numbers_survive_chunking(tmp_path, monkeypatch):
     ds = read_amazon(path, on_bad_rows="skip")
     assert len(list(jsonl.iter_line_chunks(path))) > 10
     assert ds.n_interactions == 39 and ds.meta["bad_rows"] == 1
+
+
+def test_cli_imports_amazon_with_meta_option(tmp_path):
+    reviews = _write(tmp_path / "reviews.json.gz", REVIEWS, gz=True)
+    meta = _write(tmp_path / "meta.json", META_2014)
+    r = subprocess.run([sys.executable, "-m", "semrec", "data", "import", "amazon", str(reviews), "--out",
+                        str(tmp_path / "ds"), "-o", f"meta={meta}", "-o", 'meta_fields=["title"]', "--user-k", "2"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    ds = Dataset.load(tmp_path / "ds")
+    assert ds.items.columns == ["item_idx", "item_id", "title"] and ds.text_fields == ["title"]
+    assert ds.counts() == {"users": 2, "items": 3, "interactions": 4, "items_without_interactions": 0}
+    assert ds.meta["filtering"]["user_k"] == 2 and ds.meta["options"]["meta_fields"] == ["title"]
