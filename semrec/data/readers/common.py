@@ -74,11 +74,11 @@ def decode(data: bytes, path: Path, encoding: str, on_bad_rows: str) -> tuple[st
                                 "or pass --on-bad-rows skip") from None
         return data.decode(encoding, errors="replace"), True
     except LookupError:
-        raise DataError(f"unknown encoding {encoding!r}", field="encoding", fix="use e.g. utf-8 or latin-1") from None
+        raise DataError(f"unknown encoding {encoding!r}", path=path, field="encoding",
+                        fix="use e.g. utf-8 or latin-1") from None
 
 
-def read_lines(path: str | Path, on_bad_rows: str = "error", encoding: str = "utf-8",
-               skip_header: int = 0) -> tuple[pl.DataFrame, int]:
+def read_lines(path: str | Path, on_bad_rows: str = "error", encoding: str = "utf-8") -> tuple[pl.DataFrame, int]:
     """Non-empty lines of a (possibly gzipped) text file as a frame (`lineno` 1-based, `line`), split by polars.
 
     Returns the lines and the number of lines dropped for bad encoding (only with on_bad_rows='skip').
@@ -89,7 +89,7 @@ def read_lines(path: str | Path, on_bad_rows: str = "error", encoding: str = "ut
     df = (pl.Series("line", [text]).str.split("\n").explode().to_frame()
           .with_row_index("lineno", offset=1).with_columns(pl.col("lineno").cast(pl.Int64))
           .with_columns(pl.col("line").str.strip_suffix("\r"))
-          .filter((pl.col("lineno") > skip_header) & (pl.col("line").str.strip_chars() != "")))
+          .filter(pl.col("line").str.strip_chars() != ""))
     n_bad = 0
     if had_errors:  # only lines holding a replacement char from the failed strict decode are dropped
         ok = ~df["line"].str.contains("\ufffd", literal=True)
@@ -119,7 +119,7 @@ def split_fields(lines: pl.DataFrame, separator: str, names: list[str], path: Pa
     ok = parts["_parts"].list.len() == len(names)
     parts, n_bad = keep_or_raise(parts, ok, path, on_bad_rows,
                                  f"expected {len(names)} {separator!r}-separated fields ({', '.join(names)}), "
-                                 "got {line!r}")
+                                 "got {line!r:.80}")
     cols = [pl.col("_parts").list.get(i, null_on_oob=True).alias(n) for i, n in enumerate(names)]
     return parts.select("lineno", *cols), n_bad
 

@@ -41,14 +41,21 @@ class TableSource:
         self.has_header, self.columns, self.encoding, self.quote_char = has_header, columns, encoding, quote_char
         self.in_memory = not self.parquet and (is_gzip(self.path) or encoding.lower() not in ("utf-8", "utf8"))
         self.first_line = 2 if has_header else 1  # file line of row 0
+        self._data: bytes | None = None
 
     def _csv_source(self) -> Any:
         if not self.in_memory:
             return self.path
-        data = read_bytes(self.path)  # gzip or non-UTF-8: polars scans only plain UTF-8 files
-        if self.encoding.lower() not in ("utf-8", "utf8"):
-            data = data.decode(self.encoding).encode("utf-8")
-        return io.BytesIO(data)
+        if self._data is None:  # gzip or non-UTF-8: polars scans only plain UTF-8 files, so decode once in memory
+            data = read_bytes(self.path)
+            if self.encoding.lower() not in ("utf-8", "utf8"):
+                try:
+                    data = data.decode(self.encoding).encode("utf-8")
+                except (UnicodeDecodeError, LookupError) as e:
+                    raise DataError(f"cannot decode as {self.encoding}: {e}", path=self.path, field="encoding",
+                                    fix="pass the file's real encoding with -o encoding=...") from None
+            self._data = data
+        return io.BytesIO(self._data)
 
     def scan(self, dtypes: dict[str, pl.DataType] | None = None, text: bool = False,
              lossy: bool = False) -> pl.LazyFrame:
@@ -72,6 +79,7 @@ class TableSource:
         except pl.exceptions.PolarsError as e:
             raise DataError(f"cannot read the header: {str(e).splitlines()[0]}", path=self.path, line=1,
                             fix="check the separator (-o separator=...) and encoding") from None
+
 
 def read_interactions(src: TableSource, user_col: str, item_col: str, time_col: str | None,
                       rating_col: str | None, time_format: str | None, on_bad_rows: str) -> tuple[pl.DataFrame, int]:
