@@ -28,7 +28,7 @@ from semrec.data import leave_one_out  # noqa: E402
 from semrec.data.readers import read_s3rec  # noqa: E402
 from semrec.evaluation import evaluate  # noqa: E402
 from semrec.models import ItemKNN, MostPop, get_model_class  # noqa: E402
-from semrec.training import seed_everything  # noqa: E402
+from semrec.training import auto_threads, seed_everything  # noqa: E402
 
 
 def sasrec_scorer(n_items: int):
@@ -43,9 +43,10 @@ def sasrec_scorer(n_items: int):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch-size", type=int, default=1024)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads; 0 = auto (idle cores)")
     ap.add_argument("--repeats", type=int, default=3, help="timed evaluations per model; the best is reported")
     args = ap.parse_args()
+    args.threads = args.threads or auto_threads()
     torch.set_num_threads(args.threads)
     sp = leave_one_out(read_s3rec(SHARED_DATA / "amazon-beauty-s3rec" / "Beauty.txt"))
     models = {"mostpop": MostPop(sp.n_items).fit(sp.train), "itemknn": ItemKNN(sp.n_items).fit(sp.train),

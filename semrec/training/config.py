@@ -34,7 +34,7 @@ class TrainConfig:
     eval_exclude_history: bool = False  # validation protocol: mask history items (False = DESIGN.md default)
     seed: int = 0
     device: str = "cpu"
-    num_threads: int | None = None  # torch intra-op threads; None = leave torch's default
+    num_threads: int | None = None  # torch intra-op threads; None = torch's default, 0 = auto_threads()
     checkpoint_dir: str | None = None  # write last/ (every epoch) and best/ here; None = keep best in memory
     resume: bool = False  # continue from checkpoint_dir/last when it exists
     log_path: str | None = None  # JSON lines, one record per epoch
@@ -61,6 +61,22 @@ def metric_k(metric: str) -> int | None:
     if name not in ("recall", "ndcg", "mrr") or (k and not k.isdigit()) or (name != "mrr" and not k):
         raise ConfigError(f"unknown metric {metric!r}; use recall@K, ndcg@K, mrr@K or mrr (e.g. ndcg@10)")
     return int(k) if k else None
+
+
+def auto_threads() -> int:
+    """torch CPU threads for a shared machine: the cores not already busy (at least 1).
+
+    On a 2-core machine with a load average above 2, two threads per process oversubscribe the cores and
+    one step can run ~8x slower than with one thread (measured with SASRec while other jobs ran).
+    """
+    import os
+
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return cores
+    return max(1, min(cores, int(cores - load + 0.5)))
 
 
 # ---------------------------------------------------------------------------- nested dataclass helpers

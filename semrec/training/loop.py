@@ -23,7 +23,7 @@ from semrec.data.sequences import Sequences
 from semrec.data.splits import EvalSet
 from semrec.errors import SemrecError
 from semrec.training.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
-from semrec.training.config import TrainConfig, metric_k
+from semrec.training.config import TrainConfig, auto_threads, metric_k
 
 
 class TrainingError(SemrecError, RuntimeError):
@@ -122,8 +122,8 @@ def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: Tr
     """Train a `TorchRecommender` in place and return its history; the best validation epoch's weights
     are restored at the end (the last epoch's when `valid` is None)."""
     cfg = config or model.train_config
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+    if cfg.num_threads is not None:
+        torch.set_num_threads(cfg.num_threads or auto_threads())
     seed_everything(cfg.seed)
     if model.module is None:
         model.build(cfg.device)
