@@ -80,13 +80,20 @@ class RQVAEModule(nn.Module):
     def forward(self, x: torch.Tensor, beta: float):
         z = self.encoder(x)
         codes, zq, residuals = self.quantize(z)
-        # per level: codebook term pulls codewords to the (frozen) residual, commitment the reverse
-        vq = sum(F.mse_loss(self.codebooks[l][codes[:, l]], r.detach()) +
-                 beta * F.mse_loss(r, self.codebooks[l][codes[:, l]].detach())
+        # per level: codebook term pulls codewords to the (frozen) residual, commitment the reverse.
+        # Squared errors are summed over dimensions (as in TIGER's reference code), not averaged: with
+        # unit-norm text vectors a per-dimension mean makes reconstruction ~400x weaker than the VQ terms,
+        # and the encoder then collapses latents onto a few codewords.
+        vq = sum(sq_err(self.codebooks[l][codes[:, l]], r.detach()) + beta * sq_err(r, self.codebooks[l][codes[:, l]].detach())
                  for l, r in enumerate(residuals))
         zq_st = z + (zq - z).detach()  # straight-through
-        recon = F.mse_loss(self.decoder(zq_st), x)
+        recon = sq_err(self.decoder(zq_st), x)
         return recon, vq, codes, zq, residuals
+
+
+def sq_err(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Squared error summed over the last dimension, averaged over rows."""
+    return (a - b).pow(2).sum(-1).mean()
 
 
 def uniformity(book: torch.Tensor, t: float = 2.0) -> torch.Tensor:
