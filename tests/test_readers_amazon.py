@@ -26,7 +26,7 @@ REVIEWS = [_review("U1", "B2", 200, 4.0), _review("U1", "B1", 100), _review("U2"
            _review("U2", "B3", 150, 1.0)]
 META_2014 = ["{'asin': 'B1', 'title': 'Nail Polish', 'brand': 'OPI', 'price': 7.5, "
              "'categories': [['Beauty', 'Makeup', 'Nails'], ['Beauty']], 'related': {'also_bought': ['B2']}}",
-             "{'asin': 'B2', 'title': \"Men's Gel\", 'categories': [['Beauty']], 'description': 'Strong hold'}",
+             "{'asin': 'B2', 'title': \"Men's Gel\", 'categories': [['Beauty']], 'description': '[2 pack] Strong'}",
              "{'asin': 'B9', 'title': 'Never reviewed'}"]
 
 
@@ -41,6 +41,7 @@ def test_amazon_2014_gz_reviews_and_python_literal_meta(tmp_path):
     assert ds.items["title"].to_list() == ["Nail Polish", "Men's Gel", None]
     assert ds.items["categories"].to_list() == [["Beauty > Makeup > Nails", "Beauty"], ["Beauty"], None]
     assert ds.items["price"].to_list() == ["7.5", None, None]
+    assert ds.items["description"].to_list() == [None, "[2 pack] Strong", None]
     assert "related" not in ds.items.columns
     assert ds.text_fields == ["title", "brand", "categories", "description"]
     # U1: B1 (t=100) before B2 (t=200); U2 tie at 150 keeps file order B1, B3

@@ -39,10 +39,10 @@ def test_split_and_cast_name_the_line_and_field(tmp_path):
 
 
 def test_json_text_list_accepts_lists_strings_and_nested_paths():
-    df = pl.DataFrame({"a": ['["x", "y"]', "plain", None], "c": ['[["A", "B"], ["C"]]', "[]", None]})
-    out = df.select(json_text_list("a"), json_text_list("c", nested=True))
-    assert out["a"].to_list() == [["x", "y"], ["plain"], None]
-    assert out["c"].to_list() == [["A > B", "C"], [], None]
+    a = pl.Series("a", ['["x", "y"]', "plain", None, "[Pack of 2] soap"])
+    assert json_text_list(a).to_list() == [["x", "y"], ["plain"], None, ["[Pack of 2] soap"]]
+    c = pl.Series("c", ['[["A", "B"], ["C"]]', "[]", None])
+    assert json_text_list(c, nested=True).to_list() == [["A > B", "C"], [], None]
 
 
 def test_first_appearance_codes_and_collision_fallback(monkeypatch):

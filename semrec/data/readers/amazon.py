@@ -36,22 +36,23 @@ META_ITEMS = ("interacted", "all")
 
 def _normalise_meta(df: pl.DataFrame) -> pl.DataFrame:
     """Raw meta columns (JSON text where not strings) -> the attribute layout shared by all versions."""
-    exprs: list[pl.Expr] = []
+    cols: list[pl.Series] = []
     for c in df.columns:
-        if c == "categories" and df[c].drop_nulls().str.starts_with("[[").any():  # 2014: list of paths
-            exprs.append(json_text_list(c, nested=True))
+        values = df[c]
+        if c == "categories" and values.drop_nulls().str.starts_with("[[").any():  # 2014: list of paths
+            cols.append(json_text_list(values, nested=True))
         elif c in ("categories", "category"):  # 2018 / 2023: one path as a flat list
-            path = json_text_list(c)
-            exprs.append(pl.when(path.list.len() > 0).then(pl.concat_list(path.list.join(" > ")))
-                         .alias("categories"))
+            path = json_text_list(values)
+            cols.append(pl.select(pl.when(path.list.len() > 0).then(pl.concat_list(path.list.join(" > "))))
+                        .to_series().alias("categories"))
         elif c in ("feature", "features"):
-            exprs.append(json_text_list(c).alias("features"))
+            cols.append(json_text_list(values).alias("features"))
         elif c == "description":  # 2014: a string; 2018 / 2023: a list of paragraphs
-            text = json_text_list(c)
-            exprs.append(pl.when(text.list.len() > 0).then(text.list.join(" ")).alias(c))
+            text = json_text_list(values)
+            cols.append(pl.select(pl.when(text.list.len() > 0).then(text.list.join(" "))).to_series().alias(c))
         else:
-            exprs.append(pl.col(c))
-    out = df.select(exprs)
+            cols.append(values)
+    out = pl.DataFrame(cols)
     lists = [c for c in ("categories", "features") if c in out.columns]  # empty lists are missing values
     return out.with_columns([pl.when(pl.col(c).list.len() > 0).then(pl.col(c)).alias(c) for c in lists])
 

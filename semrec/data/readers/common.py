@@ -200,19 +200,37 @@ def normalise_text_columns(df: pl.DataFrame, path: Path | str) -> pl.DataFrame:
         raise DataError(f"cannot normalise item attributes: {e}", path=path) from None
 
 
-def json_text_list(name: str, nested: bool = False) -> pl.Expr:
+def json_text_list(values: pl.Series, nested: bool = False) -> pl.Series:
     """A column read as JSON text (lists serialised, plain strings as-is) as List(Utf8).
 
     `nested=True` decodes lists of lists (category paths) into 'A > B > C' strings. A plain string becomes a
     one-element list, so files that mix `"x"` and `["x", "y"]` normalise to one type without a row loop.
     """
-    col = pl.col(name)
     dtype = pl.List(pl.List(pl.Utf8)) if nested else pl.List(pl.Utf8)
-    decoded = pl.when(col.str.starts_with("[")).then(col).str.json_decode(dtype)
+    looks_json = values.str.starts_with("[").fill_null(False)
+    try:
+        decoded = pl.select(pl.when(looks_json).then(values).str.json_decode(dtype)).to_series()
+    except pl.exceptions.PolarsError:
+        # Rare: a plain string that starts with '[' ("[Pack of 2] soap") sits among real lists. Only then are the
+        # '['-values decoded one by one in Python, keeping the undecodable ones as plain strings.
+        decoded = pl.Series(values.name, [_decode_one(v, nested) if j else None for v, j in zip(values, looks_json)],
+                            dtype=dtype)
     if nested:
         decoded = decoded.list.eval(pl.element().list.join(" > "))
-    wrapped = pl.when(col.is_not_null() & ~col.str.starts_with("[")).then(pl.concat_list(col))
-    return pl.coalesce(decoded, wrapped).alias(name)
+    wrapped = pl.select(pl.when(values.is_not_null() & decoded.is_null()).then(pl.concat_list(values))).to_series()
+    return decoded.fill_null(wrapped).alias(values.name)
+
+
+def _decode_one(value: str, nested: bool) -> list | None:
+    try:
+        obj = json.loads(value)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(obj, list):
+        return None
+    if nested:
+        return [[str(x) for x in p] if isinstance(p, list) else [str(p)] for p in obj]
+    return [x if isinstance(x, str) else json.dumps(x) for x in obj]
 
 
 def drop_empty_columns(df: pl.DataFrame, keep: Iterable[str] = ()) -> pl.DataFrame:
