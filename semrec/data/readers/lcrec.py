@@ -65,6 +65,8 @@ def read_lcrec(path: str | Path, *, item_text: str | Path | None = None, name: s
         if bad_items:
             raise DataError(f"item {bad_items[0]!r} maps to {type(table[bad_items[0]]).__name__}, expected an "
                             "object of fields", path=item_path, field=bad_items[0], fix="correct that entry")
+        # A whole-file JSON object {id: {field: value}} has no vectorised reader: json parses it, then each field
+        # becomes one column (a pass per field over the item dicts, not per-row frame building).
         rows = list(table.values())
         fields = list(dict.fromkeys(f for r in rows for f in r))
         attrs = normalise_text_columns(pl.DataFrame({f: [r.get(f) for r in rows] for f in fields}, strict=False),
