@@ -1,7 +1,7 @@
 """Any CSV / TSV / Parquet interaction log given a column mapping, plus an optional item table.
 
 Built for size: the log is scanned lazily with polars (only the mapped columns are parsed, typed on read) and
-collected with the streaming engine; a 20M-row CSV imports in well under a minute on two cores
+collected with the streaming engine; a 20M-row CSV imports and saves in under a minute on two cores
 (benchmarks/ingest.py). Only when that typed scan fails is the file re-scanned as text to name the bad line,
 or, with on_bad_rows='skip', to drop and count the bad rows.
 """
