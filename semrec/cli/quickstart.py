@@ -66,6 +66,18 @@ def run_quickstart(out_dir: Path, seed: int = 0, models: tuple[str, ...] = MODEL
     return ds, split, results
 
 
+def sample_row(split: Split, run_dir: Path, name: str, k: int = 5) -> tuple[int, str]:
+    """A test row with at least 5 history items whose target `name` ranks in its top k (said so openly)."""
+    from semrec.training.run import load_eval
+
+    res = load_eval(run_dir, "test")
+    first = res.ranks[res.target_offsets[:-1]]
+    ok = np.flatnonzero((first >= 0) & (first < k) & (split.test.histories.lengths >= 5))
+    if len(ok):
+        return int(ok[0]), f"the first user with >= 5 purchases whose next purchase {name} ranks in its top {k}"
+    return 0, "the first test user"
+
+
 def sample_table(ds: Dataset, split: Split, run_dirs: dict[str, Path], row: int, k: int = 5) -> Table:
     """A user's recent history and each model's top-k, by title; the held-out test item is starred."""
     from semrec.models import Recommender
@@ -104,8 +116,9 @@ def register(app: typer.Typer) -> None:
         out.print(stats_table(ds))
         out.print(metrics_table(f"test set ({len(split.test):,} users, full ranking over {ds.n_items:,} items)",
                                 {name: r["test"] for name, r in results.items()}, (5, 10, 20)))
-        lengths = split.test.histories.lengths
-        row = int(np.flatnonzero(lengths >= 6)[0]) if (lengths >= 6).any() else 0
+        best = list(results)[-1]
+        row, why = sample_row(split, out_dir / "runs" / best, best)
+        err.print(f"sample: {why}")
         out.print(sample_table(ds, split, {n: out_dir / "runs" / n for n in results}, row))
         err.print(f"quick start done in {time.perf_counter() - t0:.0f}s; runs in {out_dir}/runs "
                   f"(try: semrec compare {out_dir}/runs/mostpop {out_dir}/runs/{list(results)[-1]})")

@@ -1,6 +1,7 @@
 """Full-ranking evaluation: every model is asked, through `recommend`, for its top max(K) over all items.
 
-Users are streamed in batches (memory is bounded by batch_size x n_items scores), each target's rank
+Users are streamed in batches (memory is bounded by batch_size x n_items scores), in order of history
+length so padded sequence models see short batches; each target's rank
 is found with one vectorised comparison per batch, and per-row results are kept for significance tests.
 """
 
@@ -66,18 +67,22 @@ def evaluate(model: Any, evalset: EvalSet, ks: tuple[int, ...] = (5, 10, 20), ba
     ranks = np.empty(len(targets.items), dtype=np.int32)
     covered = np.zeros((len(ks), n_items), dtype=bool)
     t0 = time.perf_counter()
+    # score rows in order of history length: models that pad a batch to its longest history (SASRec, ...)
+    # then work on short batches; results are put back in row order
+    order = np.argsort(evalset.histories.lengths, kind="stable")
     starts = range(0, n, batch_size)
     for start in tqdm(starts, desc=f"evaluate {name or ''}".strip(), unit="batch", disable=not progress,
                       leave=False):
-        rows = np.arange(start, min(start + batch_size, n))
+        rows = order[start:start + batch_size]
         hist = evalset.histories.select(rows)
         top, _ = model.recommend(hist, k=ks[-1], exclude=hist if exclude_history else None)
         top = np.asarray(top)
         if top.shape != (len(rows), ks[-1]):
             raise ConfigError(f"{type(model).__name__}.recommend returned shape {top.shape}; "
                               f"expected ({len(rows)}, {ks[-1]})")
-        lo, hi = targets.offsets[rows[0]], targets.offsets[rows[-1] + 1]
-        ranks[lo:hi] = target_ranks(top, targets.select(rows))
+        tg = targets.select(rows)
+        flat = np.repeat(targets.offsets[rows] - tg.offsets[:-1], tg.lengths) + np.arange(len(tg.items))
+        ranks[flat] = target_ranks(top, tg)
         for j, k in enumerate(ks):
             listed = top[:, :k].ravel()
             covered[j, listed[listed >= 0]] = True  # -1 pads lists of models that return fewer than k items
