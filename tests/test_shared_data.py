@@ -26,7 +26,8 @@ CASES = {
              30_431, 20_033, 316_354, {"title": 20_033, "description": 20_033}),
     "scientific": (lambda: read_lcrec(shared_path("amazon-scientific-text")), 8_317, 4_344, 58_492,
                    {"title": 4_344, "brand": 4_332, "description": 4_221, "categories": 4_213}),
-    "ml-100k": (lambda: read_recbole(shared_path("movielens-100k")), 943, 1_682, 100_000, {"movie_title": 1_682}),
+    "ml-100k": (lambda: read_recbole(shared_path("movielens-100k")), 943, 1_682, 100_000,
+                {"movie_title": 1_682, "release_year": 1_682, "class": 1_682}),
     "ml-1m-meta": (lambda: read_movielens(shared_path("movielens-1m-meta")), 6_040, 3_883, 0, {"title": 3_883}),
 }
 
