@@ -98,8 +98,8 @@ def _literal_to_json(piece: bytes, first_line: int) -> tuple[bytes, list[tuple[i
 def _type_error(value: object, dtype: pl.DataType) -> str | None:
     if value is None:
         return None
-    if dtype == pl.Int64 and (isinstance(value, bool) or not isinstance(value, int)):
-        return f"expected an integer, got {value!r:.60}"
+    if dtype == pl.Int64 and (isinstance(value, bool) or not isinstance(value, int) or not -2**63 <= value < 2**63):
+        return f"expected a 64-bit integer, got {value!r:.60}"
     if dtype in (pl.Float64, pl.Float32) and (isinstance(value, bool) or not isinstance(value, (int, float))):
         return f"expected a number, got {value!r:.60}"
     return None
@@ -166,12 +166,16 @@ def read_json_lines(path: str | Path, schema: dict[str, pl.DataType], *, require
             if bad and on_bad_rows == "error":
                 line, field, reason = bad[0]
                 raise DataError(reason, path=path, line=line, field=field, fix=SKIP_FIX)
-            if not bad:
-                raise DataError(f"polars could not read this file: {polars_error}", path=path,
-                                fix="check that every line is one JSON object")
             lines = piece.split(b"\n")
-            df = pl.read_ndjson(io.BytesIO(b"\n".join(lines[i] for i in good) + b"\n"), schema=schema) \
-                if good else pl.DataFrame(schema=schema)
+            try:
+                if not bad:
+                    raise pl.exceptions.ComputeError(polars_error or "unknown error")
+                df = pl.read_ndjson(io.BytesIO(b"\n".join(lines[i] for i in good) + b"\n"), schema=schema) \
+                    if good else pl.DataFrame(schema=schema)
+            except pl.exceptions.PolarsError as e:
+                raise DataError(f"polars could not read lines {first_line}..{first_line + len(lines) - 1}: "
+                                f"{str(e).splitlines()[0]}", path=path,
+                                fix="check that every line is one JSON object") from None
             n_bad += len(bad)
         n_bad += len(pre_bad)
         frames.append(df)
