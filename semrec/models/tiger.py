@@ -22,7 +22,7 @@ from semrec.data.splits import EvalSet
 from semrec.errors import ConfigError
 from semrec.models.base import Recommender, register
 from semrec.models.tiger_generate import GenerativeMixin
-from semrec.models.tiger_layers import Block, CodeTokens, KVCache, next_item_pairs, train_loop
+from semrec.models.tiger_layers import Block, CodeTokens, KVCache, next_item_pairs, train_loop, trim_left
 
 
 @dataclass
@@ -45,7 +45,7 @@ class TigerConfig:
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_steps: int = 500
-    max_train_seconds: float | None = None  # stop after the epoch that crosses this budget
+    max_train_seconds: float | None = None  # wall-clock budget: the LR schedule follows it and training stops there
     beam: int = 20
     decode_batch: int = 256  # users per beam-search batch
     reserve_new: float = 0.0  # share of the top-k reserved for items unseen in training (cold start)
@@ -183,11 +183,12 @@ class Tiger(GenerativeMixin, Recommender):
         dev = cfg.device
 
         def loss_fn(rows: np.ndarray) -> torch.Tensor:
-            h = torch.as_tensor(hist[rows], device=dev)
+            h = torch.as_tensor(trim_left(hist[rows]), device=dev)
             hc = torch.where(h[..., None] >= 0, codes[h.clamp(min=0)], -1)
             return self.module(hc, torch.as_tensor(users[rows], device=dev), codes[torch.as_tensor(target[rows], device=dev)])
 
         cfg.history = train_loop(self.module, loss_fn, len(target), epochs=cfg.epochs, batch_size=cfg.batch_size,
                                  lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
-                                 seed=cfg.seed, desc="tiger", max_seconds=cfg.max_train_seconds)
+                                 seed=cfg.seed, desc="tiger", max_seconds=cfg.max_train_seconds,
+                                 lengths=(hist >= 0).sum(1))
         return self

@@ -201,10 +201,12 @@ class TigerDecoder(GenerativeMixin, Recommender):
         codes = torch.as_tensor(self.codes, device=cfg.device)
 
         def loss_fn(rows: np.ndarray) -> torch.Tensor:
-            w = torch.as_tensor(windows[rows], device=cfg.device)
+            w = windows[rows]
+            w = torch.as_tensor(w[:, : max(2, int((w >= 0).sum(1).max()))], device=cfg.device)  # trim right padding
             return self.module(torch.where(w[..., None] >= 0, codes[w.clamp(min=0)], -1))
 
         cfg.history = train_loop(self.module, loss_fn, len(windows), epochs=cfg.epochs, batch_size=cfg.batch_size,
                                  lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
-                                 seed=cfg.seed, desc="tiger-decoder", max_seconds=cfg.max_train_seconds)
+                                 seed=cfg.seed, desc="tiger-decoder", max_seconds=cfg.max_train_seconds,
+                                 lengths=(windows >= 0).sum(1))
         return self

