@@ -27,6 +27,12 @@ def test_csv_with_column_mapping_and_item_table(tmp_path):
     assert ds.counts()["items_without_interactions"] == 1
     assert ds.meta["options"]["rating_col"] == "stars" and len(ds.meta["sources"]) == 2
     assert ds.meta["bad_rows"] == 0
+    people = tmp_path / "people.tsv"
+    people.write_text("uid\tcountry\nu2\tFR\nu7\tDE\n")
+    with_users = read_table(log, user_col="uid", item_col="sku", time_col="ts", users=people)
+    assert with_users.users.rows() == [(0, "u2", "FR"), (1, "u7", "DE"), (2, "u1", None)]
+    with pytest.raises(DataError, match=r"people.tsv, line 1, field 'id': no user key column 'id'.*-o user_key="):
+        read_table(log, user_col="uid", item_col="sku", time_col="ts", users=people, user_key="id")
 
 
 def test_tsv_gz_headerless_and_row_order_time(tmp_path):

@@ -178,33 +178,35 @@ def _parse_time(df: pl.DataFrame, time_format: str | None, path: Path, on_bad_ro
 
 
 def read_item_table(path: str | Path, key: str, columns: Sequence[str] | None = None,
-                    separator: str | None = None, encoding: str = "utf-8") -> pl.DataFrame:
-    """An item table: `key` becomes item_id, every other (or each listed) column a string attribute."""
+                    separator: str | None = None, encoding: str = "utf-8", kind: str = "item") -> pl.DataFrame:
+    """An item (or user) table: `key` becomes `<kind>_id`, every other (or each listed) column a string attribute."""
     src = TableSource(path, separator=separator, encoding=encoding)
     names = src.column_names()
     if key not in names:
-        raise DataError(f"no item key column {key!r}; the table has {names}", path=src.path, line=1, field=key,
-                        fix="pass -o item_key=<column>")
+        raise DataError(f"no {kind} key column {key!r}; the table has {names}", path=src.path, line=1, field=key,
+                        fix=f"pass -o {kind}_key=<column>")
     attrs = [c for c in (columns or names) if c != key]
     missing = [c for c in attrs if c not in names]
     if missing:
         raise DataError(f"no column(s) {missing}; the table has {names}", path=src.path, line=1, field=missing[0],
-                        fix="fix -o item_columns=[...]")
-    df = src.scan(text=not src.parquet).select(pl.col(key).cast(pl.Utf8).alias("item_id"), *attrs).collect()
-    return pl.concat([df.select("item_id"), normalise_text_columns(df.drop("item_id"), src.path)], how="horizontal")
+                        fix=f"fix -o {kind}_columns=[...]")
+    new_key = f"{kind}_id"
+    df = src.scan(text=not src.parquet).select(pl.col(key).cast(pl.Utf8).alias(new_key), *attrs).collect()
+    return pl.concat([df.select(new_key), normalise_text_columns(df.drop(new_key), src.path)], how="horizontal")
 
 
 def read_table(path: str | Path, *, user_col: str = "user_id", item_col: str = "item_id",
                time_col: str | None = "timestamp", rating_col: str | None = None, time_format: str | None = None,
                separator: str | None = None, has_header: bool = True, columns: Sequence[str] | None = None,
                encoding: str = "utf-8", items: str | Path | None = None, item_key: str | None = None,
-               item_columns: Sequence[str] | None = None, name: str | None = None,
-               on_bad_rows: str = "error") -> Dataset:
+               item_columns: Sequence[str] | None = None, users: str | Path | None = None,
+               user_key: str | None = None, name: str | None = None, on_bad_rows: str = "error") -> Dataset:
     """Interactions from a CSV/TSV/Parquet file (plain or .gz) with mapped columns, items from an optional table.
 
     `time_col=None` keeps the file's row order as time. Integer timestamps are used as they are; with
     `time_format` (strftime) string timestamps become unix seconds; Parquet datetimes become unix seconds.
-    `rating_col` defaults to a column named `rating` when there is one.
+    `rating_col` defaults to a column named `rating` when there is one. `users` adds a user attribute table
+    (key `user_key`, default `user_col`); its users are kept even without interactions.
     """
     check_policy(on_bad_rows)
     src = TableSource(path, separator=separator, has_header=has_header, columns=columns, encoding=encoding)
@@ -217,11 +219,15 @@ def read_table(path: str | Path, *, user_col: str = "user_id", item_col: str = "
         item_df = read_item_table(items, item_key or item_col, item_columns, encoding=encoding)
         text_fields = [c for c in item_df.columns if c != "item_id"]
         sources.append(items)
+    user_df = None
+    if users is not None:
+        user_df = read_item_table(users, user_key or user_col, encoding=encoding, kind="user")
+        sources.append(users)
     options: dict[str, Any] = {"user_col": user_col, "item_col": item_col, "time_col": time_col,
                                "rating_col": rating_col, "time_format": time_format, "separator": src.separator,
                                "has_header": has_header, "columns": list(columns) if columns else None,
                                "encoding": encoding, "item_key": item_key, "item_columns": item_columns,
-                               "on_bad_rows": on_bad_rows}
+                               "user_key": user_key, "on_bad_rows": on_bad_rows}
     meta = reader_meta("table", sources, options, n_bad, "unix" if time_col else "order")
     stem = src.path.name.split(".")[0]
-    return Dataset.build(inter, item_df, name=name or stem, text_fields=text_fields, meta=meta)
+    return Dataset.build(inter, item_df, name=name or stem, text_fields=text_fields, meta=meta, users=user_df)
