@@ -67,3 +67,24 @@ def test_cli_errors_are_one_line(data_dir, tmp_path):
     assert isinstance(res.exception, DataError) and "not a semrec run folder" in str(res.exception)
     res = runner.invoke(app, ["train", "nope", "--data", str(data_dir), "--out", str(tmp_path / "r")])
     assert isinstance(res.exception, ConfigError) and "unknown model 'nope'" in str(res.exception)
+
+
+def test_train_torch_model_writes_history_and_resumes(data_dir, tmp_path):
+    import tests.tiny_model  # noqa: F401  registers tiny-bigram
+
+    run = tmp_path / "tiny"
+    args = ["train", "tiny-bigram", "--data", str(data_dir), "--out", str(run), "--set", "train.progress=false",
+            "--threads", "1"]
+    _ok(runner.invoke(app, [*args, "--set", "epochs=2"]))
+    hist = json.loads((run / "history.json").read_text())
+    assert hist["epochs"] == 2 and hist["resumed_from"] is None
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["timing"]["epoch_s"] > 0 and metrics["best_epoch"] in (1, 2)
+    assert (run / "checkpoints" / "last" / "optimizer.safetensors").exists()
+    config = json.loads((run / "config.json").read_text())
+    assert config["config"]["train"]["num_threads"] == 1
+    _ok(runner.invoke(app, [*args, "--set", "epochs=3", "--resume"]))
+    hist = json.loads((run / "history.json").read_text())
+    assert hist["resumed_from"] == 2 and [r["epoch"] for r in hist["records"]] == [1, 2, 3]
+    log = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
+    assert [x.get("epoch") for x in log if "loss" in x] == [1, 2, 3]

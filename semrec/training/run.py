@@ -15,6 +15,7 @@ RUN_DIR/checkpoints/           last/ and best/ (torch models; `--resume` continu
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -95,6 +96,9 @@ def train_run(model: Any, split: Split, out: str | Path, *, dataset: Dataset | N
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "train_log.jsonl"
+    if not resume:  # a fresh run never inherits the log or checkpoints of an earlier run in the same folder
+        log_path.unlink(missing_ok=True)
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
     if hasattr(model, "train_config"):
         overrides: dict[str, Any] = {"train.checkpoint_dir": str(out / "checkpoints")}
         if model.train_config.log_path is None:
