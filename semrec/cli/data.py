@@ -75,7 +75,7 @@ def stats_table(ds: Dataset) -> Table:
         table.add_row(k.replace("_", " "), f"{v:,}")
     denom = max(c["users"] * c["items"], 1)
     table.add_row("sparsity", f"{1 - c['interactions'] / denom:.5f}")
-    if len(lengths):
+    if lengths.any():
         q = np.percentile(lengths, [0, 25, 50, 75, 100]).astype(int)
         table.add_row("sequence length min/25/50/75/max", " / ".join(map(str, q)))
         table.add_row("sequence length mean", f"{lengths.mean():.2f}")
@@ -88,9 +88,12 @@ def stats_table(ds: Dataset) -> Table:
 
 def length_histogram(ds: Dataset, bins: int = 10) -> Table:
     lengths = ds.sequences().lengths
+    table = Table(title="sequence lengths")
+    if not lengths.any():
+        table.add_column("no interactions")
+        return table
     edges = np.unique(np.geomspace(max(lengths.min(), 1), lengths.max() + 1, bins + 1).astype(int))
     counts, _ = np.histogram(lengths, bins=edges)
-    table = Table(title="sequence lengths")
     table.add_column("length")
     table.add_column("users", justify="right")
     table.add_column("")
