@@ -19,6 +19,7 @@ def _register() -> None:
     quickstart.register(app)
     __import__("semrec.cli.train", fromlist=["register"]).register(app)
     __import__("semrec.cli.ids", fromlist=["register"]).register(app)
+    __import__("semrec.cli.recommend", fromlist=["register"]).register(app)
 
 
 def main() -> None:

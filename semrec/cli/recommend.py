@@ -1,0 +1,93 @@
+"""`semrec recommend RUN_DIR --history "id1,id2,..." -k 10`: top-k items (ids, titles, scores) for one history."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+
+from semrec.cli.console import out
+from semrec.errors import ConfigError, DataError
+
+
+def _model_dir(run_dir: Path) -> Path:
+    """RUN_DIR/model, or RUN_DIR itself when it is a model folder."""
+    for p in (run_dir / "model", run_dir):
+        if (p / "config.json").exists() and (p / "model.safetensors").exists():
+            return p
+    raise DataError("no model found (expected model/config.json + model/model.safetensors)", path=run_dir,
+                    fix="pass a run folder written by `semrec train` or a folder written by Recommender.save")
+
+
+def _dataset_path(run_dir: Path, data: Optional[Path]) -> Path:
+    if data is not None:
+        return data
+    cfg = run_dir / "config.json"
+    if cfg.exists():
+        src = json.loads(cfg.read_text()).get("data")
+        if src:
+            return Path(src)
+    raise ConfigError(f"{run_dir} does not say which dataset it was trained on (fix: pass --data DATASET_DIR)")
+
+
+def recommend_ids(run_dir: Path, history: list[str], k: int = 10, data: Optional[Path] = None,
+                  exclude_history: bool = False, device: str = "cpu") -> list[dict]:
+    """Top-k for one history of external item ids: [{rank, item_id, title, score}], best first."""
+    from semrec.data import Dataset, Sequences
+    from semrec.models import Recommender
+
+    run_dir = Path(run_dir)
+    model = Recommender.load(_model_dir(run_dir), device=device)
+    ds = Dataset.load(_dataset_path(run_dir, data))
+    ids = ds.items["item_id"].to_numpy().astype(str)
+    index = dict(zip(ids, range(len(ids))))
+    unknown = [h for h in history if h not in index]
+    if unknown:
+        raise DataError(f"unknown item id(s) {unknown[:5]} in --history", field="item_id",
+                        fix=f"use ids from the dataset's item table ({len(ids):,} items, e.g. {ids[0]!r})")
+    hist = Sequences.from_lists([[index[h] for h in history]])
+    if k > model.n_items:
+        raise ConfigError(f"-k {k} exceeds the catalogue size {model.n_items}")
+    top, scores = model.recommend(hist, k=k, exclude=hist if exclude_history else None)
+    title_col = next((c for c in ("title", "name") if c in ds.items.columns), None)
+    titles = ds.items[title_col].to_numpy() if title_col else np.full(len(ids), "", dtype=object)
+    rows = []
+    for r, (i, s) in enumerate(zip(top[0].tolist(), scores[0].tolist())):
+        if i < 0:
+            continue
+        item_id = ids[i] if i < len(ids) else f"<new item {i}>"
+        title = titles[i] if i < len(titles) else ""
+        rows.append({"rank": r + 1, "item_id": item_id, "title": "" if title is None else str(title),
+                     "score": float(s)})
+    return rows
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def recommend(run_dir: Path = typer.Argument(..., help="Run folder (from `semrec train`) or model folder."),
+                  history: str = typer.Option(..., "--history", help="Comma-separated item ids, oldest first."),
+                  k: int = typer.Option(10, "-k", "--k", help="How many items to return."),
+                  data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder (default: the run's)."),
+                  exclude_history: bool = typer.Option(False, "--exclude-history", help="Never return history items."),
+                  device: str = typer.Option("cpu", "--device"),
+                  as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+        """Recommend the next items for one user history.
+
+        Example: semrec recommend runs/beauty-tiger --history "B004756YJA,B00BQYWEK8" -k 10
+        """
+        from rich.table import Table
+
+        items = [h.strip() for h in history.split(",") if h.strip()]
+        rows = recommend_ids(run_dir, items, k=k, data=data, exclude_history=exclude_history, device=device)
+        if as_json:
+            out.print_json(json.dumps(rows))
+            return
+        table = Table(title=f"top {k} after {len(items)} item(s)")
+        for col, just in (("rank", "right"), ("item_id", "left"), ("title", "left"), ("score", "right")):
+            table.add_column(col, justify=just)
+        for r in rows:
+            table.add_row(str(r["rank"]), r["item_id"], r["title"][:70], f"{r['score']:.4f}")
+        out.print(table)
