@@ -95,14 +95,15 @@ def encode_rate(tok, vectors: np.ndarray, repeats: int = 1) -> float:
 
 
 def run_one(ds_name: str, model: str, variant: str, x: np.ndarray, cf: np.ndarray | None, text: np.ndarray,
-            settings: dict, extra_base: dict, args) -> None:
+            cf_eval: np.ndarray, settings: dict, extra_base: dict, args) -> None:
     load0 = os.getloadavg()
     t = time.perf_counter()
     if model == "rq-kmeans":
-        tok = RQKMeans(n_levels=3, codebook_size=256, n_iter=args.kmeans_iter, seed=0)
+        balanced = variant.endswith("-balanced")
+        tok = RQKMeans(n_levels=3, codebook_size=256, n_iter=args.kmeans_iter, balanced=balanced, seed=0)
         tok.fit(x)
-        cfg_note = {"n_iter": args.kmeans_iter, "input": "fuse([text, cf], weights=[1, 1])" if cf is not None
-                    else "text"}
+        cfg_note = {"n_iter": args.kmeans_iter, "balanced": balanced,
+                    "input": "fuse([text, cf], weights=[1, 1])" if cf is not None else "text"}
     else:
         tok = RQVAE(n_levels=3, codebook_size=256, latent_dim=32, epochs=args.rqvae_epochs, batch_size=1024,
                     lr=1e-3, cf_weight=args.cf_weight if cf is not None else 0.0,
@@ -122,9 +123,8 @@ def run_one(ds_name: str, model: str, variant: str, x: np.ndarray, cf: np.ndarra
              "encode_items_per_s": round(rate, 1), "coherence_space": "text vectors",
              "fit_stats": tok.fit_stats, "loadavg_start": load0, "loadavg_end": os.getloadavg(),
              "torch_threads": torch.get_num_threads()}
-    if cf is not None:
-        cc = coherence(cf, tok.raw_codes)
-        extra["coherence_cf"], extra["coherence_cf_random"] = cc["coherence_per_level"][0], cc["coherence_random"]
+    cc = coherence(cf_eval, tok.raw_codes)  # how much interaction signal the codes carry, for every variant
+    extra["coherence_cf"], extra["coherence_cf_random"] = cc["coherence_per_level"][0], cc["coherence_random"]
     out_dir = ROOT / "runs" / "semantic_ids" / f"{ds_name}-{model}-{variant}"
     tok.save(out_dir)
     tok.table().to_parquet(out_dir / "codes.parquet")
@@ -148,10 +148,12 @@ def real(name: str, args) -> None:
     inputs = {"text": (text, None), "text+cf": (fuse([text, cf], [1.0, 1.0]), cf)}
     for model in args.models:
         for variant in args.variants:
-            x, cf_in = inputs[variant]
+            if variant.endswith("-balanced") and model != "rq-kmeans":
+                continue
+            x, cf_in = inputs[variant.removesuffix("-balanced")]
             if model == "rq-vae":
                 x = text  # RQ-VAE encodes text; CF enters through the alignment loss
-            run_one(name, model, variant, x, cf_in, text, settings, base, args)
+            run_one(name, model, variant, x, cf_in, text, cf, settings, base, args)
 
 
 def synthetic_vectors(n: int, dim: int = 384, clusters: int = 2000, seed: int = 0) -> np.ndarray:
@@ -206,7 +208,8 @@ def main() -> None:
     p.add_argument("--dataset", action="append", required=True,
                    help="beauty, scientific or synthetic-1m (repeatable)")
     p.add_argument("--models", default="rq-kmeans,rq-vae")
-    p.add_argument("--variants", default="text,text+cf")
+    p.add_argument("--variants", default="text,text+cf,text-balanced",
+                   help="text, text+cf; a -balanced suffix = RQ-KMeans with balanced assignment")
     p.add_argument("--rqvae-epochs", type=int, default=200)
     p.add_argument("--cf-weight", type=float, default=0.1)
     p.add_argument("--uniformity-weight", type=float, default=0.01)

@@ -223,13 +223,14 @@ def report(run_dir: Path = typer.Argument(..., help="Folder written by `semrec i
 def _diag_table(d: dict, title: str) -> Table:
     t = Table(title=title)
     t.add_column("level")
-    for col in ("used", "utilisation", "entropy", "perplexity", "top code share", "largest prefix group"):
+    for col in ("used", "utilisation", "entropy", "perplexity", "top share", "max group"):
         t.add_column(col, justify="right")
     for l, k in enumerate(d["codebook_sizes"]):
         t.add_row(str(l + 1), f"{round(d['utilization'][l] * k)}/{k}", f"{d['utilization'][l]:.1%}",
                   f"{d['entropy'][l]:.3f}", f"{d['perplexity'][l]:.1f}", f"{d['largest_code_share'][l]:.2%}",
                   f"{d['largest_group_per_prefix'][l]:,}")
-    t.caption = (f"items {d['n_items']:,}; collision rate before {d['collision_rate_before']:.2%} "
+    t.caption = (f"max group = most items sharing a prefix of that length. items {d['n_items']:,}; "
+                 f"collision rate before {d['collision_rate_before']:.2%} "
                  f"({d['colliding_items_before']:,} items), final {d['collision_rate_final']:.2%}; "
                  f"{d['final_levels']} levels" + (f" (disambiguation size {d['disambiguation_size']})"
                                                   if d["disambiguation_size"] else ""))
