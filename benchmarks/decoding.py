@@ -47,7 +47,7 @@ def catalogue(args) -> tuple[np.ndarray, Sequences, str]:
         if args.codes:
             from semrec.models.tiger_layers import load_codes
 
-            return load_codes(args.codes, n_items), hist, f"code table {args.codes}"
+            return load_codes(args.codes, n_items)[0], hist, f"code table {args.codes}"
         codes = rng.integers(0, 256, size=(n_items, 3))
         source = f"random 3x256 codes for the {n_items} {args.dataset} items + disambiguation level"
     # collision-free: a 4th level numbers the items that share the first three codes

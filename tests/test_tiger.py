@@ -94,3 +94,20 @@ def test_exclude_and_reserve_new(trained):
         model.config.reserve_new = 0.0
     assert (np.isin(items, unseen).sum(1) >= 2).all()
     assert (np.diff(scores, axis=1) <= 1e-6).all() and all(len(set(r)) == 5 for r in items.tolist())
+
+
+def test_load_codes_formats(tmp_path):
+    from semrec.errors import DataError
+    from semrec.models.tiger_layers import load_codes
+    from semrec.semantic_ids.table import CodeTable
+
+    codes = random_codes(6, [3, 3, 2])
+    np.save(tmp_path / "c.npy", codes)
+    CodeTable(codes, [3, 3, 2]).save(tmp_path / "ids" / "codes.safetensors")
+    assert np.array_equal(load_codes(tmp_path / "c.npy", 6)[0], codes)
+    got, sizes = load_codes(tmp_path / "ids")  # a `semrec ids fit` folder
+    assert np.array_equal(got, codes) and sizes == [3, 3, 2]
+    with pytest.raises(DataError, match="6 rows for 7 items"):
+        load_codes(tmp_path / "c.npy", 7)
+    model = Tiger(6, codes_path=str(tmp_path / "ids"), **TINY)
+    assert model.vocab_sizes == [3, 3, 2]  # from the file's metadata, even where a code is unused

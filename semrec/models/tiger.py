@@ -155,11 +155,11 @@ class Tiger(GenerativeMixin, Recommender):
     Config = TigerConfig
 
     def __init__(self, n_items: int, config: TigerConfig | None = None, codes: np.ndarray | None = None,
-                 **overrides: Any):
+                 codebook_sizes: list[int] | None = None, **overrides: Any):
         super().__init__(n_items, config, **overrides)
         if self.config.encoder_input not in ("auto", "item", "token"):
             raise ConfigError(f"encoder_input must be auto, item or token (got {self.config.encoder_input!r})")
-        self.init_codes(codes)
+        self.init_codes(codes, codebook_sizes)
 
     @property
     def item_input(self) -> bool:

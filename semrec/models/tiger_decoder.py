@@ -181,9 +181,9 @@ class TigerDecoder(GenerativeMixin, Recommender):
     Config = TigerDecoderConfig
 
     def __init__(self, n_items: int, config: TigerDecoderConfig | None = None, codes: np.ndarray | None = None,
-                 **overrides: Any):
+                 codebook_sizes: list[int] | None = None, **overrides: Any):
         super().__init__(n_items, config, **overrides)
-        self.init_codes(codes)
+        self.init_codes(codes, codebook_sizes)
 
     item_input = True
 

@@ -20,9 +20,10 @@ from semrec.models.tiger_layers import load_codes, user_buckets
 class GenerativeMixin:
     """Code table (saved with the weights), trie, and decoding for TIGER-style models."""
 
-    def init_codes(self, codes: np.ndarray | None) -> None:
+    def init_codes(self, codes: np.ndarray | None, codebook_sizes: list[int] | None = None) -> None:
+        """Take the code table (argument, else `config.codes_path`); codebook sizes default to max code + 1."""
         if codes is None and self.config.codes_path:
-            codes = load_codes(self.config.codes_path, self.n_items)
+            codes, codebook_sizes = load_codes(self.config.codes_path, self.n_items)
         self.codes = None if codes is None else np.asarray(codes, dtype=np.int64)
         self.module = None
         self._trie: CodeTrie | None = None
@@ -30,6 +31,8 @@ class GenerativeMixin:
             if len(self.codes) != self.n_items:
                 raise ConfigError(f"code table has {len(self.codes)} rows for {self.n_items} items")
             self.vocab_sizes = [int(v) for v in self.codes.max(axis=0) + 1]
+            if codebook_sizes is not None:
+                self.vocab_sizes = [max(a, int(b)) for a, b in zip(self.vocab_sizes, codebook_sizes)]
             self.active = self.codes.min(axis=1) >= 0
             self.seen = np.zeros(self.n_items, dtype=bool)
 

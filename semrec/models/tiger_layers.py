@@ -21,19 +21,28 @@ from semrec.data.sequences import Sequences
 from semrec.errors import ConfigError, DataError
 
 
-def load_codes(path: str | Path, n_items: int | None = None) -> np.ndarray:
-    """Read an (n_items, n_levels) int64 code table aligned with item_idx from .npy, .safetensors or .parquet."""
+def load_codes(path: str | Path, n_items: int | None = None) -> tuple[np.ndarray, list[int] | None]:
+    """Read an (n_items, n_levels) int64 code table aligned with item_idx: .npy, .safetensors, .parquet, or an
+    `semrec ids fit` folder (its codes.safetensors). Returns (codes, codebook sizes when the file records them)."""
+    sizes = None
     path = Path(path)
+    if path.is_dir():  # a `semrec ids fit` output folder
+        path = path / "codes.safetensors"
     if not path.exists():
         raise DataError("code table not found", path=path, fix="build codes with `semrec codes ...` or fix codes_path")
     if path.suffix == ".npy":
         codes = np.load(path, allow_pickle=False)
     elif path.suffix == ".safetensors":
-        from safetensors.numpy import load_file
+        import json
 
-        tensors = load_file(str(path))
-        key = "codes" if "codes" in tensors else next(iter(tensors))
-        codes = tensors[key]
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            key = "codes" if "codes" in f.keys() else next(iter(f.keys()))
+            codes = f.get_tensor(key)
+            meta = f.metadata() or {}
+        if "codebook_sizes" in meta:
+            sizes = [int(v) for v in json.loads(meta["codebook_sizes"])]
     elif path.suffix == ".parquet":
         import polars as pl
 
@@ -55,7 +64,7 @@ def load_codes(path: str | Path, n_items: int | None = None) -> np.ndarray:
     if n_items is not None and len(codes) != n_items:
         raise DataError(f"code table has {len(codes)} rows for {n_items} items", path=path,
                         fix="encode the codes for this dataset (rows aligned with item_idx)")
-    return codes.astype(np.int64)
+    return codes.astype(np.int64), sizes
 
 
 class CodeTokens:
