@@ -55,3 +55,24 @@ def test_recommend_cli_json_and_unknown_id(run_dir):
     assert len(json.loads(res.stdout)) == 3
     with pytest.raises(DataError, match="unknown item id"):
         recommend_ids(path, ["nope"], k=3)
+
+
+def test_semrec_train_tiger_through_registry_then_recommend(run_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from semrec.cli import _register, app
+
+    _register()
+    _, ds = run_dir
+    data = run_dir[0].parent / "data"
+    codes = np.stack(np.unravel_index(np.random.default_rng(1).choice(64, ds.n_items, replace=False), (4, 4, 4)), 1)
+    np.save(tmp_path / "codes.npy", codes)
+    sets = ["codes_path=" + str(tmp_path / "codes.npy"), "encoder_layers=1", "decoder_layers=1", "d_model=16",
+            "n_heads=2", "d_head=8", "d_ff=32", "epochs=1", "beam=20"]
+    args = ["train", "tiger", "--data", str(data), "--out", str(tmp_path / "run")]
+    for s in sets:
+        args += ["--set", s]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rows = recommend_ids(tmp_path / "run", ["i0"], k=4)
+    assert len(rows) == 4 and len({r["item_id"] for r in rows}) == 4
