@@ -149,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     extra: dict[str, Any] = {"loadavg": [round(x, 2) for x in os.getloadavg()],
                              "valid_ndcg@10": round(valid.metrics["ndcg@10"], 5),
                              "valid_recall@10": round(valid.metrics["recall@10"], 5),
-                             "source_commit": os.environ.get("SEMREC_COMMIT"),
-                             "valid_curve": [r.get("valid", {}).get("ndcg@10") for r in hist.records] if hist else []}
+                             "provenance": {"code": os.environ.get("SEMREC_COMMIT") or "this checkout (env.commit)"}}
+    if hist:
+        extra["curves"] = {"valid_ndcg@10": [r.get("valid", {}).get("ndcg@10") for r in hist.records]}
     if args.device.startswith("cuda"):
         extra["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     timing = {"train_s": round(hist.train_s if hist else fit_s, 3), "fit_s": round(fit_s, 3),
