@@ -22,9 +22,8 @@ def attribute_matrix(attribute_ids: pl.Series | list) -> sp.csr_matrix:
         raise ConfigError("attribute lists contain null ids")
     _, cols = np.unique(cols, return_inverse=True)
     m = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(len(s), int(cols.max(initial=-1)) + 1))
-    m.data[:] = 1.0  # duplicates count once
     m.sum_duplicates()
-    m.data[:] = 1.0
+    m.data[:] = 1.0  # an attribute listed twice still counts once
     return m
 
 
