@@ -142,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     settings: dict[str, Any] = {
         "protocol": "leave-one-out, full ranking over all items", "exclude_history": False, "max_len": MAX_LEN,
         "split": split.kind, "split_options": split.options, "n_users": len(split.train), "n_items": split.n_items,
-        "n_interactions": int(len(split.train.items) + len(split.valid) + len(split.test)), "eval_users": len(split.test), "loss": variant,
+        "n_interactions": int(len(split.train.items) + len(split.valid) + len(split.test)),
+        "eval_users": len(split.test), "loss": variant,
         "model_config": dataclasses.asdict(model.config), "overrides": overrides,
         "epochs_run": hist.epochs if hist else None, "best_epoch": hist.best_epoch if hist else None,
         "stopped_early": hist.stopped_early if hist else None, "selection": "best valid ndcg@10 epoch"}

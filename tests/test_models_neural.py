@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from semrec.data import Sequences, leave_one_out
-from semrec.errors import ConfigError
+from semrec.errors import ConfigError, DataError
 from semrec.models import Recommender, get_model_class
 from semrec.models.layers import attention_mask, next_item_loss, next_item_pairs, padded_tokens, sample_negatives
 
@@ -139,6 +139,13 @@ def test_score_shape_and_batch_independence(name):
     assert both.shape == (3, 30)
     assert torch.allclose(both[1], alone[0], atol=1e-5)  # padding to the batch's longest row changes nothing
     assert model.item_embeddings().shape[0] == 30
+
+
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec", "gru4rec"])
+def test_unknown_item_index_is_a_data_error(name):
+    model = _built(name)
+    with pytest.raises(DataError, match="item index 30 is outside"):
+        model.score(Sequences.from_lists([[1, 30]]))
 
 
 def test_bert4rec_cloze_batches():

@@ -19,7 +19,8 @@ from torch import nn
 from semrec.data.sequences import Sequences
 from semrec.errors import ConfigError
 from semrec.models.base import TorchRecommender, register
-from semrec.models.layers import PAD, Block, attention_mask, epoch_rows, init_weights, positions
+from semrec.models.layers import (PAD, Block, attention_mask, check_items, epoch_rows, init_weights, padded_tokens,
+                                  positions)
 from semrec.training.config import TrainConfig
 
 
@@ -97,6 +98,7 @@ class BERT4Rec(TorchRecommender):
                 ) -> Iterator[dict[str, torch.Tensor]]:
         """Cloze batches: each real item is masked with probability mask_prob; a row with no mask gets its
         last item masked, which is also exactly the inference situation."""
+        check_items(train, self.n_items)
         seqs = train.select(np.flatnonzero(train.lengths >= 1))
         cfg = self.config
         mask_token = self.n_items + 1
@@ -118,8 +120,8 @@ class BERT4Rec(TorchRecommender):
         return F.cross_entropy(self.module.logits(h), labels[where] - 1)
 
     def score(self, histories: Sequences) -> torch.Tensor:
-        width = max(1, min(self.config.max_len - 1, int(histories.lengths.max(initial=1))))
-        tokens = histories.to_padded(width, pad=-1, left=True) + 1
+        check_items(histories, self.n_items)
+        tokens = padded_tokens(histories, self.config.max_len - 1)  # room for the appended [MASK]
         tokens = np.concatenate([tokens, np.full((len(tokens), 1), self.n_items + 1)], axis=1)
         h = self.module(torch.from_numpy(tokens).to(self.device))[:, -1]
         return self.module.logits(h)

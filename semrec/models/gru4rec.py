@@ -19,7 +19,8 @@ from torch import nn
 from semrec.data.sequences import Sequences
 from semrec.errors import ConfigError
 from semrec.models.base import TorchRecommender, register
-from semrec.models.layers import PAD, epoch_rows, init_weights, next_item_loss, next_item_pairs
+from semrec.models.layers import (PAD, check_items, epoch_rows, init_weights, next_item_loss, next_item_pairs,
+                                  padded_tokens)
 from semrec.training.config import TrainConfig
 
 
@@ -73,6 +74,7 @@ class GRU4Rec(TorchRecommender):
 
     def batches(self, train: Sequences, batch_size: int, rng: np.random.Generator
                 ) -> Iterator[dict[str, torch.Tensor]]:
+        check_items(train, self.n_items)
         seqs = train.select(np.flatnonzero(train.lengths >= 2))
         for rows in epoch_rows(len(seqs), batch_size, rng):
             inputs, targets = next_item_pairs(seqs.select(rows), self.config.max_len, left=False)
@@ -82,11 +84,11 @@ class GRU4Rec(TorchRecommender):
         return next_item_loss(self.module(batch["inputs"]), batch["targets"], self.module.item_emb.weight, "ce")
 
     def score(self, histories: Sequences) -> torch.Tensor:
-        hist = histories.slice_tail(self.config.max_len)
-        width = max(1, int(hist.lengths.max(initial=1)))
-        tokens = torch.from_numpy(hist.to_padded(width, pad=-1, left=False) + 1).to(self.device)
+        check_items(histories, self.n_items)
+        tokens = torch.from_numpy(padded_tokens(histories, self.config.max_len, left=False)).to(self.device)
         out = self.module(tokens)
-        last = torch.from_numpy(np.maximum(hist.lengths - 1, 0)).to(self.device)
+        kept = np.minimum(histories.lengths, self.config.max_len)
+        last = torch.from_numpy(np.maximum(kept - 1, 0)).to(self.device)
         h = out[torch.arange(len(last), device=self.device), last]
         return h @ self.module.item_emb.weight[1:].T
 

@@ -13,10 +13,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from semrec.data.sequences import Sequences
-from semrec.errors import ConfigError
+from semrec.errors import ConfigError, DataError
 
 PAD = 0
 LOSSES = ("bce", "sampled-softmax", "ce")
+
+
+def check_items(seqs: Sequences, n_items: int) -> None:
+    """Raise a DataError when a sequence holds an item index outside [0, n_items)."""
+    if seqs.items.size and (seqs.items.min() < 0 or seqs.items.max() >= n_items):
+        bad = int(seqs.items[(seqs.items < 0) | (seqs.items >= n_items)][0])
+        raise DataError(f"item index {bad} is outside the model's catalogue [0, {n_items})",
+                        fix="use the split the model was trained on, or retrain with the current n_items")
 
 
 def padded_tokens(seqs: Sequences, max_len: int, left: bool = True) -> np.ndarray:
@@ -168,5 +176,5 @@ def positions(width: int, max_len: int, device: torch.device | str) -> torch.Ten
     return torch.arange(max_len - width, max_len, device=device)
 
 
-__all__ = ["LOSSES", "PAD", "Block", "MLP", "SelfAttention", "attention_mask", "epoch_rows", "init_weights",
-           "next_item_loss", "next_item_pairs", "padded_tokens", "positions", "sample_negatives"]
+__all__ = ["LOSSES", "PAD", "Block", "MLP", "SelfAttention", "attention_mask", "check_items", "epoch_rows",
+           "init_weights", "next_item_loss", "next_item_pairs", "padded_tokens", "positions", "sample_negatives"]

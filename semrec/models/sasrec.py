@@ -20,8 +20,8 @@ from torch import nn
 from semrec.data.sequences import Sequences
 from semrec.errors import ConfigError
 from semrec.models.base import TorchRecommender, register
-from semrec.models.layers import (LOSSES, PAD, Block, attention_mask, epoch_rows, init_weights, next_item_loss,
-                                  next_item_pairs, padded_tokens, positions, sample_negatives)
+from semrec.models.layers import (LOSSES, PAD, Block, attention_mask, check_items, epoch_rows, init_weights,
+                                  next_item_loss, next_item_pairs, padded_tokens, positions, sample_negatives)
 from semrec.training.config import TrainConfig
 
 
@@ -99,6 +99,7 @@ class SASRec(TorchRecommender):
     def batches(self, train: Sequences, batch_size: int, rng: np.random.Generator
                 ) -> Iterator[dict[str, torch.Tensor]]:
         """Whole sequences (last max_len + 1 items), shuffled; negatives drawn here from `rng`."""
+        check_items(train, self.n_items)
         seqs = self._trainable(train)
         cfg = self.config
         for rows in epoch_rows(len(seqs), batch_size, rng):
@@ -117,6 +118,7 @@ class SASRec(TorchRecommender):
                               batch.get("negatives"))
 
     def score(self, histories: Sequences) -> torch.Tensor:
+        check_items(histories, self.n_items)
         tokens = torch.from_numpy(padded_tokens(histories, self.config.max_len)).to(self.device)
         return self.module.score_last(tokens)
 
