@@ -28,7 +28,8 @@ def test_mostpop_exclusion_puts_masked_items_last():
 
 def test_itemknn_hand_example():
     train = Sequences.from_lists([[0, 1, 2]])
-    m = ItemKNN(4, window=2, distance_decay=0.5, history_decay=0.7, popularity_prior=0.0).fit(train)
+    m = ItemKNN(4, window=2, distance_decay=0.5, backward_weight=0.0, alpha=0.5, history_items=5, history_decay=0.7,
+                popularity_prior=0.0).fit(train)
     # transitions 0->1 (1), 1->2 (1), 0->2 (0.5); every frequency is 1 so cosine leaves them as they are
     assert m.sim.toarray()[[0, 0, 1], [1, 2, 2]].tolist() == [1.0, 0.5, 1.0]
     s = m.score(Sequences.from_lists([[0], [0, 1]])).numpy()
