@@ -88,7 +88,7 @@ class RQVAEModule(nn.Module):
                  for l, r in enumerate(residuals))
         zq_st = z + (zq - z).detach()  # straight-through
         recon = sq_err(self.decoder(zq_st), x)
-        return recon, vq, codes, zq, residuals
+        return recon, vq, codes, zq_st, residuals
 
 
 def sq_err(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -164,11 +164,13 @@ class RQVAE(Tokenizer):
             perm = torch.randperm(n, generator=g).to(x.device)
             for s in range(0, n, cfg.batch_size):
                 idx = perm[s:s + cfg.batch_size]
-                recon, vq, codes, zq, residuals = self.module(x[idx], cfg.beta)
+                recon, vq, codes, zq_st, residuals = self.module(x[idx], cfg.beta)
                 loss = recon + vq
                 if use_cf:
                     h = F.normalize(self.module.cf_proj(cf_n[idx]), dim=-1)
-                    logits = F.normalize(zq, dim=-1) @ h.T / cfg.cf_temperature
+                    # on the straight-through latent (as LETTER): the gradient reaches the encoder, so
+                    # items move between codes; on the codewords alone the assignment would never change
+                    logits = F.normalize(zq_st, dim=-1) @ h.T / cfg.cf_temperature
                     lab = torch.arange(len(idx), device=x.device)
                     cf_loss = (F.cross_entropy(logits, lab) + F.cross_entropy(logits.T, lab)) / 2
                     loss = loss + cfg.cf_weight * cf_loss
