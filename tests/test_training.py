@@ -137,3 +137,13 @@ def test_overrides_and_config_errors():
     assert back == cfg
     m = TinyBigram(10, dim=4, epochs=2)
     assert m.config.dim == 4 and m.config.train.epochs == 2
+
+
+def test_warmup_and_time_budget(split):
+    m = TinyBigram(split.n_items, _cfg(epochs=1, warmup_steps=1000)).fit(split.train)
+    rec = m.history.records[0]
+    assert rec["lr"] == pytest.approx(0.02 * rec["steps"] / 1000)  # linear warmup, one lr per optimizer step
+    m = TinyBigram(split.n_items, _cfg(epochs=5, max_train_seconds=1e-9)).fit(split.train, split.valid)
+    h = m.history
+    assert h.stop_reason == "time_budget" and h.stopped_early and h.epochs == 1 and h.records[0]["steps"] == 1
+    assert "valid" in h.records[0]  # the partial epoch is still validated

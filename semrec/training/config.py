@@ -27,6 +27,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     optimizer: str = "adam"  # adam | adamw
     max_grad_norm: float | None = None  # clip the global gradient norm; None = no clipping
+    warmup_steps: int = 0  # linear learning-rate warmup over the first N optimizer steps
+    max_train_seconds: float | None = None  # stop once this much training time (all epochs) is spent
     patience: int = 5  # evaluations without improvement before stopping; 0 = never stop early
     eval_every: int = 1  # validate every N epochs (and always after the last one)
     metric: str = "ndcg@10"  # validation metric that picks the best epoch (higher is better)
@@ -48,6 +50,8 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
         if self.patience < 0:
             raise ConfigError(f"train.patience must be >= 0 (0 = never stop early), got {self.patience}")
+        if self.warmup_steps < 0 or (self.max_train_seconds is not None and self.max_train_seconds <= 0):
+            raise ConfigError("train.warmup_steps must be >= 0 and train.max_train_seconds > 0 (or null)")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")
         metric_k(self.metric)

@@ -39,6 +39,7 @@ class TrainHistory:
     best_epoch: int = 0  # 0 = no validation ran; the final weights are the last epoch's
     best_score: float = -math.inf
     stopped_early: bool = False
+    stop_reason: str | None = None  # "patience", "time_budget" or None (ran all epochs)
     resumed_from: int | None = None  # epoch of the checkpoint this run continued from
 
     @property
@@ -133,7 +134,7 @@ def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: Tr
     optimizer = make_optimizer(model.module.parameters(), cfg)
     rng = np.random.default_rng(cfg.seed)
     hist = TrainHistory(metric=cfg.metric)
-    bad_evals, elapsed, start_epoch = 0, 0.0, 1
+    bad_evals, elapsed, start_epoch, step = 0, 0.0, 1, 0
     ckpt = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
     best_in_memory: dict[str, torch.Tensor] | None = None
 
@@ -142,10 +143,12 @@ def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: Tr
         loop = load_checkpoint(last, model, optimizer, rng)
         hist = TrainHistory(metric=cfg.metric, records=loop["records"], best_epoch=loop["best_epoch"],
                             best_score=-math.inf if loop["best_score"] is None else loop["best_score"],
-                            stopped_early=loop["stopped_early"], resumed_from=loop["epoch"])
+                            stopped_early=loop["stopped_early"], stop_reason=loop.get("stop_reason"),
+                            resumed_from=loop["epoch"])
         bad_evals, elapsed, start_epoch = loop["bad_evals"], loop["elapsed_s"], loop["epoch"] + 1
+        step = loop.get("step", 0)
         log_jsonl(cfg.log_path, {"event": "resumed", "epoch": loop["epoch"]})
-        if hist.stopped_early:
+        if hist.stop_reason or hist.stopped_early:
             start_epoch = cfg.epochs + 1
 
     n_batches = model.num_batches(train, cfg.batch_size)
@@ -156,6 +159,9 @@ def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: Tr
         bar = tqdm(model.batches(train, cfg.batch_size, rng), total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}",
                    unit="batch", disable=not cfg.progress, leave=False, dynamic_ncols=True)
         for batch in bar:
+            if cfg.warmup_steps:
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
             batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
             loss = model.loss(batch)
             if not torch.isfinite(loss):
@@ -168,11 +174,16 @@ def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: Tr
             optimizer.step()
             total += float(loss.detach())
             steps += 1
+            step += 1
             if steps % 20 == 0:
                 bar.set_postfix(loss=f"{total / steps:.4f}")
+            if cfg.max_train_seconds and hist.train_s + time.perf_counter() - t0 >= cfg.max_train_seconds:
+                hist.stop_reason = "time_budget"
+                break
+        bar.close()
         epoch_s = time.perf_counter() - t0
         rec: dict[str, Any] = {"epoch": epoch, "loss": total / max(steps, 1), "steps": steps,
-                               "epoch_s": round(epoch_s, 4)}
+                               "epoch_s": round(epoch_s, 4), "lr": optimizer.param_groups[0]["lr"]}
         eval_s = 0.0
         if valid is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
             metrics, eval_s = _validate(model, valid, cfg, epoch)
@@ -190,19 +201,22 @@ def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: Tr
         rec["elapsed_s"] = round(elapsed, 4)
         rec["best_epoch"] = hist.best_epoch
         hist.records.append(rec)
-        hist.stopped_early = bool(cfg.patience and bad_evals >= cfg.patience and epoch < cfg.epochs)
+        if cfg.patience and bad_evals >= cfg.patience and epoch < cfg.epochs and not hist.stop_reason:
+            hist.stop_reason = "patience"
+        hist.stopped_early = hist.stop_reason is not None and epoch < cfg.epochs
         if ckpt is not None:
             save_checkpoint(ckpt / "last", model, optimizer, rng,
-                            {"epoch": epoch, "records": hist.records, "best_epoch": hist.best_epoch,
+                            {"epoch": epoch, "step": step, "records": hist.records, "best_epoch": hist.best_epoch,
                              "best_score": hist.best_score if math.isfinite(hist.best_score) else None,
                              "bad_evals": bad_evals, "elapsed_s": elapsed, "stopped_early": hist.stopped_early,
-                             "config": asdict(cfg)})
+                             "stop_reason": hist.stop_reason, "config": asdict(cfg)})
         log_jsonl(cfg.log_path, rec)
         if cfg.progress:
             shown = f", valid {cfg.metric} {rec['valid'][cfg.metric]:.4f}" if "valid" in rec else ""
             tqdm.write(f"epoch {epoch}: loss {rec['loss']:.4f}, {epoch_s:.1f}s{shown}")
-        if hist.stopped_early:
-            log_jsonl(cfg.log_path, {"event": "early_stop", "epoch": epoch, "best_epoch": hist.best_epoch})
+        if hist.stop_reason:
+            log_jsonl(cfg.log_path, {"event": "stop", "reason": hist.stop_reason, "epoch": epoch,
+                                     "best_epoch": hist.best_epoch})
             break
 
     if hist.best_epoch and hist.best_epoch != (hist.records[-1]["epoch"] if hist.records else 0):
