@@ -81,7 +81,8 @@ def main() -> None:
                       "tuning": {"trials": len(trials), "top5_valid": sorted(trials, key=lambda t: -t[0])[:5],
                                  "default_config_valid_ndcg@10": default_valid}})
         print(f"{name}: mostpop test N@10 {evaluate(pop, sp.test).metrics['ndcg@10']:.4f}; itemknn best {best} "
-              f"valid N@10 {best_valid:.4f} test N@10 {test.metrics['ndcg@10']:.4f} R@10 {test.metrics['recall@10']:.4f}",
+              f"valid N@10 {best_valid:.4f} test N@10 {test.metrics['ndcg@10']:.4f} "
+              f"R@10 {test.metrics['recall@10']:.4f}",
               flush=True)
     write_results_md()
 

@@ -34,7 +34,8 @@ def _cfg(**kw) -> TinyConfig:
 def test_same_seed_same_metrics_and_history_is_complete(split, tmp_path):
     runs = []
     for _ in range(2):
-        m = TinyBigram(split.n_items, _cfg(log_path=str(tmp_path / f"log{len(runs)}.jsonl"))).fit(split.train, split.valid)
+        m = TinyBigram(split.n_items, _cfg(log_path=str(tmp_path / f"log{len(runs)}.jsonl")))
+        m.fit(split.train, split.valid)
         runs.append((m, evaluate(m, split.test)))
     (m1, r1), (m2, r2) = runs
     assert r1.metrics == r2.metrics
@@ -77,7 +78,8 @@ from semrec.data import SyntheticConfig, leave_one_out, synthetic_dataset
 from tests.test_training import SMALL, _cfg
 from tests.tiny_model import TinyBigram
 split = leave_one_out(synthetic_dataset(SMALL))
-TinyBigram(split.n_items, _cfg(epochs=int(sys.argv[2]), checkpoint_dir=sys.argv[1], resume=True)).fit(split.train, split.valid)
+cfg = _cfg(epochs=int(sys.argv[2]), checkpoint_dir=sys.argv[1], resume=True)
+TinyBigram(split.n_items, cfg).fit(split.train, split.valid)
 """
 
 
