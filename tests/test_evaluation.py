@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -138,3 +139,11 @@ def test_mostpop_on_beauty_matches_brute_force_and_is_fast():
     assert r.metrics["ndcg@10"] == pytest.approx(ndcg, abs=1e-12)
     assert r.metrics["coverage@10"] == pytest.approx(10 / sp.n_items)
     assert len(r) == 22_363 and r.settings["eval_s"] < 10
+
+
+def test_compare_uses_a_common_cutoff_for_mrr():
+    a = _result(np.array([0, 3, 15, -1]))  # ks (10,): mrr = mrr@10
+    b = dataclasses.replace(_result(np.array([0, 3, 15, -1])), ks=(10, 20))  # mrr = mrr@20 would count rank 15
+    names = [r["metric"] for r in compare(a, b, n_boot=50)]
+    assert "mrr" not in names and names.count("mrr@10") == 1
+    assert all(r["delta"] == 0 for r in compare(a, b, n_boot=50))

@@ -57,7 +57,11 @@ def compare(a: EvalResult, b: EvalResult, metrics: list[str] | None = None, leve
     if a.settings.get("exclude_history") != b.settings.get("exclude_history"):
         raise ConfigError("one result excludes history items and the other does not; evaluate both the same way")
     ks = tuple(sorted(set(a.ks) & set(b.ks)))
-    names = metrics or [m for m in metric_names(ks) if m != "mrr" or min(a.cutoff, b.cutoff) == max(ks)]
+    if not ks:
+        raise ConfigError(f"no common cut-off K between the results ({a.ks} vs {b.ks})")
+    names = list(metrics or metric_names(ks))
+    if a.cutoff != b.cutoff:  # 'mrr' is MRR@cutoff: compare both at the common cut-off instead
+        names = list(dict.fromkeys(f"mrr@{max(ks)}" if m == "mrr" else m for m in names))
     rows = []
     for name in names:
         va, vb = a.row_metric(name), b.row_metric(name)
