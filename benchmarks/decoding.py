@@ -22,6 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import SHARED_DATA, record, write_results_md  # noqa: E402
 from semrec.data import Sequences  # noqa: E402
+from semrec.generation import disambiguate  # noqa: E402
 from semrec.models.base import Recommender  # noqa: E402
 from semrec.models.tiger import Tiger  # noqa: E402
 
@@ -51,13 +52,7 @@ def catalogue(args) -> tuple[np.ndarray, Sequences, str]:
         codes = rng.integers(0, 256, size=(n_items, 3))
         source = f"random 3x256 codes for the {n_items} {args.dataset} items + disambiguation level"
     # collision-free: a 4th level numbers the items that share the first three codes
-    _, inv = np.unique(codes, axis=0, return_inverse=True)
-    inv = inv.ravel()
-    order = np.argsort(inv, kind="stable")
-    first = np.searchsorted(inv[order], inv[order])
-    last = np.empty(n_items, np.int64)
-    last[order] = np.arange(n_items) - first
-    return np.concatenate([codes, last[:, None]], 1), hist, source
+    return disambiguate(np.concatenate([codes, np.zeros((n_items, 1), np.int64)], 1)), hist, source
 
 
 def main() -> None:

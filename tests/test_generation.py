@@ -107,3 +107,10 @@ def test_search_never_returns_invalid_items_and_pads_small_catalogues():
     c = torch.as_tensor(codes[it])
     lp = model.logp(torch.tensor([u]), c[:0].view(1, 0))[0, c[0]] + model.logp(torch.tensor([u]), c[:1].view(1, 1))[0, c[1]]
     assert float(scores[1, 0]) == pytest.approx(float(lp), abs=1e-5)
+
+
+def test_disambiguate_renumbers_last_level():
+    from semrec.generation import disambiguate
+
+    codes = np.array([[1, 2, 0], [0, 0, 0], [1, 2, 0], [1, 2, 5], [0, 1, 0]])
+    assert disambiguate(codes).tolist() == [[1, 2, 0], [0, 0, 0], [1, 2, 1], [1, 2, 2], [0, 1, 0]]
