@@ -147,3 +147,17 @@ def test_compare_uses_a_common_cutoff_for_mrr():
     names = [r["metric"] for r in compare(a, b, n_boot=50)]
     assert "mrr" not in names and names.count("mrr@10") == 1
     assert all(r["delta"] == 0 for r in compare(a, b, n_boot=50))
+
+
+def test_batching_and_row_order_do_not_change_results(synthetic):
+    from semrec.data import leave_one_out
+    from semrec.models import ItemKNN
+
+    sp = leave_one_out(synthetic)
+    es = sp.test.subset(np.arange(500))
+    m = ItemKNN(sp.n_items).fit(sp.train)
+    a, b = evaluate(m, es, batch_size=1024), evaluate(m, es, batch_size=7)
+    assert np.array_equal(a.ranks, b.ranks) and a.metrics == b.metrics
+    ids, _ = m.recommend(es.histories, k=20)  # direct, unsorted: same ranks row by row
+    assert np.array_equal(a.ranks, np.array([list(ids[i]).index(t) if t in ids[i] else -1
+                                             for i, t in enumerate(es.targets.items)]))
