@@ -193,7 +193,7 @@ def scale(args) -> None:
              "quantize_items_per_s": round(quantize_rate, 1),
              "encode_batch": len(new), "loadavg_start": load0, "loadavg_end": os.getloadavg(),
              "torch_threads": torch.get_num_threads(), "fit_stats": tok.fit_stats}
-    path = record("semantic_ids", dataset=name, model="rq-kmeans", variant="synthetic-384d",
+    path = record("semantic_ids", dataset=name, model="rq-kmeans", variant=f"384d-{torch.get_num_threads()}threads",
                   timing={"train_s": round(train_s, 2)},
                   settings={"n_levels": 3, "codebook_size": 256, "n_iter": args.kmeans_iter,
                             "max_points_per_centroid": 256, "collisions": "append", "dim": 384,

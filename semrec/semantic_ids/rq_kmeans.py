@@ -83,16 +83,18 @@ class RQKMeans(Tokenizer):
         L, K, d = self.codebooks.shape
         if self._gram is None:
             flat = self.codebooks.reshape(L * K, d)
-            self._gram = (flat.T.contiguous(), flat @ flat.T, (self.codebooks ** 2).sum(-1))
-        flat_t, gram, sq = self._gram
+            # score(c) = |c|^2 - 2 r.c; folding -2 and |c|^2 into one addmm leaves one gather-add per level
+            self._gram = ((-2.0 * flat).T.contiguous(), (self.codebooks ** 2).sum(-1).reshape(1, L * K),
+                          2.0 * (flat @ flat.T))
+        neg2_t, sq, gram2 = self._gram
         out = torch.empty(len(x), L, dtype=torch.long, device=x.device)
         for s in range(0, len(x), chunk):
-            scores = x[s:s + chunk] @ flat_t  # (b, L*K)
+            scores = torch.addmm(sq, x[s:s + chunk], neg2_t)  # (b, L*K): |c|^2 - 2 x.c
             for l in range(L):
-                dot = scores[:, l * K:(l + 1) * K]
+                sc = scores[:, l * K:(l + 1) * K]
                 for j in range(l):
-                    dot = dot - gram[j * K + out[s:s + chunk, j], l * K:(l + 1) * K]
-                out[s:s + chunk, l] = (sq[l][None, :] - 2.0 * dot).argmin(1)
+                    sc = sc + gram2[j * K + out[s:s + chunk, j], l * K:(l + 1) * K]
+                out[s:s + chunk, l] = sc.argmin(1)
         return out.cpu().numpy()
 
     def _last_distances(self, x: torch.Tensor, raw: torch.Tensor) -> np.ndarray:
