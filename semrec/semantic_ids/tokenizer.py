@@ -177,12 +177,14 @@ class Tokenizer(ABC):
             existing = self.codes if need_last else self.raw_codes
             out[new] = resolve(raw, self.config.collisions, last, existing=existing)
             if add:
+                start = len(self.codes)
                 self.raw_codes = np.concatenate([self.raw_codes, raw])
                 self.codes = np.concatenate([self.codes, out[new]])
                 self._set_fingerprints(np.concatenate([self._fp, fingerprints(np.asarray(vectors)[new])]))
                 if self.item_ids is not None:
-                    ids = item_ids if item_ids is not None else [f"new-{i}" for i in range(len(new))]
-                    self.item_ids += [str(ids[i]) for i in range(len(new))]
+                    ids = ([str(item_ids[i]) for i in new] if item_ids is not None
+                           else [f"new-{start + i}" for i in range(len(new))])
+                    self.item_ids += ids
         return out
 
     def table(self) -> CodeTable:
