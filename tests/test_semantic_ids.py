@@ -134,3 +134,15 @@ def test_rq_vae_cf_alignment_and_uniformity_terms_run():
     assert tok.history[-1]["cf"] > 0 and tok.history[-1]["unif"] < 0
     assert tok.module.cf_proj.in_features == 6
     assert tok.encode(x[:3]).shape == (3, 3)  # new items need only content vectors
+
+
+def test_faiss_backend_matches_contract():
+    x = blobs(2000)
+    a = RQKMeans(n_levels=2, codebook_size=16, backend="faiss", seed=0).fit(x)
+    b = RQKMeans(n_levels=2, codebook_size=16, backend="faiss", seed=0).fit(x)
+    assert np.array_equal(a.codes, b.codes) and a.table().is_unique()
+    assert np.array_equal(a.encode(x), a.codes)
+    # every level's assignment is the nearest codeword of the residual, as with the torch backend
+    assert np.array_equal(a.quantize(x)[0], a.raw_codes)
+    with pytest.raises(ConfigError, match="backend"):
+        RQKMeans(backend="faiss", balanced=True)

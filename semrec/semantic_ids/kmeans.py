@@ -107,6 +107,19 @@ def _update(sample: torch.Tensor, c: torch.Tensor, a: torch.Tensor) -> torch.Ten
     return new
 
 
+def faiss_kmeans(x: torch.Tensor, k: int, n_iter: int = 20, seed: int = 0,
+                 max_points_per_centroid: int | None = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same contract as `kmeans` (unbalanced) through faiss.Kmeans on the CPU: ~2x faster per level."""
+    import faiss
+
+    xn = np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)
+    km = faiss.Kmeans(xn.shape[1], k, niter=n_iter, seed=seed,
+                      max_points_per_centroid=max_points_per_centroid or max(len(xn) // k, 1))
+    km.train(xn)
+    _, idx = km.index.search(xn, 1)
+    return torch.from_numpy(km.centroids).to(x.device), torch.from_numpy(idx[:, 0].astype(np.int64)).to(x.device)
+
+
 def kmeans(x: torch.Tensor, k: int, n_iter: int = 20, seed: int = 0, max_points_per_centroid: int | None = 256,
            balanced: bool = False, balance_slack: float = 0.0, balanced_iters: int = 5, chunk: int = 16384
            ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from semrec.semantic_ids.kmeans import kmeans, nearest, sq_distances
+from semrec.errors import ConfigError
+from semrec.semantic_ids.kmeans import faiss_kmeans, kmeans, nearest, sq_distances
 from semrec.semantic_ids.tokenizer import Tokenizer, register
 
 
@@ -22,6 +23,7 @@ class RQKMeansConfig:
     balanced: bool = False  # cap every code at ceil(n / K * (1 + balance_slack)) items
     balance_slack: float = 0.0
     normalize: bool = False  # L2-normalise inputs first
+    backend: str = "torch"  # torch (any device, balanced) or faiss (CPU, ~2x faster per level, not balanced)
     collisions: str = "append"  # append (TIGER extra level), reassign, none
     seed: int = 0
     device: str = "cpu"
@@ -34,6 +36,11 @@ class RQKMeans(Tokenizer):
 
     def __init__(self, config: RQKMeansConfig | None = None, **overrides):
         super().__init__(config, **overrides)
+        if self.config.backend not in ("torch", "faiss"):
+            raise ConfigError(f"rq-kmeans: backend={self.config.backend!r} (fix: use 'torch' or 'faiss')")
+        if self.config.backend == "faiss" and (self.config.balanced or self.config.device != "cpu"):
+            raise ConfigError("rq-kmeans: backend='faiss' runs unbalanced k-means on the CPU only "
+                              "(fix: backend='torch' for balanced=True or a GPU device)")
         self.codebooks: torch.Tensor | None = None  # (levels, K, d)
         self._gram = None  # cached (C^T, C C^T, |c|^2) for fast quantisation
 
@@ -49,9 +56,13 @@ class RQKMeans(Tokenizer):
         residual = self._prep(x).clone()
         books, codes = [], []
         for level in tqdm(range(cfg.n_levels), desc="rq-kmeans levels", disable=len(x) < 100_000):
-            c, a = kmeans(residual, cfg.codebook_size, n_iter=cfg.n_iter, seed=cfg.seed + level,
-                          max_points_per_centroid=cfg.max_points_per_centroid, balanced=cfg.balanced,
-                          balance_slack=cfg.balance_slack)
+            if cfg.backend == "faiss":
+                c, a = faiss_kmeans(residual, cfg.codebook_size, n_iter=cfg.n_iter, seed=cfg.seed + level,
+                                    max_points_per_centroid=cfg.max_points_per_centroid)
+            else:
+                c, a = kmeans(residual, cfg.codebook_size, n_iter=cfg.n_iter, seed=cfg.seed + level,
+                              max_points_per_centroid=cfg.max_points_per_centroid, balanced=cfg.balanced,
+                              balance_slack=cfg.balance_slack)
             for s in range(0, len(residual), 65536):  # chunked: no (n, d) temporary
                 residual[s:s + 65536] -= c[a[s:s + 65536]]
             books.append(c)
