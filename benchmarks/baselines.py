@@ -30,8 +30,10 @@ from semrec.training import auto_threads  # noqa: E402
 
 FILES = {"beauty": "amazon-beauty-s3rec/Beauty.txt", "sports": "amazon-sports-s3rec/Sports_and_Outdoors.txt",
          "toys": "amazon-toys-s3rec/Toys_and_Games.txt"}
-GRID = {"window": [1, 3, 5], "history_items": [1, 3, 10], "history_decay": [0.5, 0.8], "backward_weight": [0.0, 0.3],
-        "alpha": [0.5, 0.7]}
+# centred on the best region of a first, wider grid (window 1-5, history_items 1-10, history_decay 0.5-0.8,
+# backward_weight 0-0.3, alpha 0.5-0.7), whose optimum sat on its edges
+GRID = {"window": [3, 5, 8], "history_items": [2, 3, 5], "history_decay": [0.3, 0.5], "backward_weight": [0.0, 0.3],
+        "alpha": [0.6, 0.7, 0.85]}
 
 
 def main() -> None:
