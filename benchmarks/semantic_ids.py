@@ -173,7 +173,7 @@ def scale(args) -> None:
     new = synthetic_vectors(100_000, seed=1)
     load0 = os.getloadavg()
     t = time.perf_counter()
-    tok = RQKMeans(n_levels=3, codebook_size=256, n_iter=args.kmeans_iter, seed=0).fit(x)
+    tok = RQKMeans(n_levels=3, codebook_size=256, n_iter=args.kmeans_iter, backend=args.backend, seed=0).fit(x)
     train_s = time.perf_counter() - t
     tok.encode(new[:1000])
     t, cpu = time.perf_counter(), time.process_time()
@@ -193,9 +193,10 @@ def scale(args) -> None:
              "quantize_items_per_s": round(quantize_rate, 1),
              "encode_batch": len(new), "loadavg_start": load0, "loadavg_end": os.getloadavg(),
              "torch_threads": torch.get_num_threads(), "fit_stats": tok.fit_stats}
-    path = record("semantic_ids", dataset=name, model="rq-kmeans", variant=f"384d-{torch.get_num_threads()}threads",
+    path = record("semantic_ids", dataset=name, model="rq-kmeans", variant=f"384d-{torch.get_num_threads()}threads"
+                  + ("-faiss" if args.backend == "faiss" else ""),
                   timing={"train_s": round(train_s, 2)},
-                  settings={"n_levels": 3, "codebook_size": 256, "n_iter": args.kmeans_iter,
+                  settings={"n_levels": 3, "codebook_size": 256, "n_iter": args.kmeans_iter, "backend": args.backend,
                             "max_points_per_centroid": 256, "collisions": "append", "dim": 384,
                             "data": "2000 random unit directions + N(0, 0.05^2) noise, normalised"},
                   extra=extra)
@@ -217,12 +218,16 @@ def main() -> None:
     p.add_argument("--throughput-sample", type=int, default=1000)
     p.add_argument("--cf-run", type=Path, default=None, help="run folder with a trained model's item table")
     p.add_argument("--n-synthetic", type=int, default=1_000_000)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    p.add_argument("--threads", type=int, default=None, help="torch (and faiss) threads (default: torch's own)")
+    p.add_argument("--backend", default="torch", help="synthetic scale run: RQ-KMeans backend, torch or faiss")
     args = p.parse_args()
     args.models = args.models.split(",")
     args.variants = args.variants.split(",")
     if args.threads:
         torch.set_num_threads(args.threads)
+        import faiss
+
+        faiss.omp_set_num_threads(args.threads)
     for name in args.dataset:
         scale(args) if name.startswith("synthetic") else real(name, args)
     write_results_md()
