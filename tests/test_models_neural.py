@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from semrec.data import Sequences, leave_one_out
 from semrec.errors import ConfigError, DataError

@@ -10,28 +10,13 @@ import typer
 from rich.table import Table
 
 from semrec.cli.console import err, out
+from semrec.cli.options import parse_key_values
 from semrec.data import Dataset, filter_dataset
 from semrec.data.readers import READERS
 from semrec.data.splits import SPLITS
 from semrec.errors import ConfigError
 
 app = typer.Typer(help="Import, inspect and split datasets.", no_args_is_help=True)
-
-
-def _parse_options(pairs: list[str]) -> dict[str, object]:
-    """`key=value` reader options; values parsed as JSON when possible (ints, lists, null)."""
-    import json
-
-    opts: dict[str, object] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"--option {pair!r} is not key=value (e.g. --option item_text=path/items.json)")
-        key, value = pair.split("=", 1)
-        try:
-            opts[key.replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            opts[key.replace("-", "_")] = value
-    return opts
 
 
 @app.command("import")
@@ -57,7 +42,7 @@ def import_(
     """
     if format not in READERS:
         raise ConfigError(f"unknown format {format!r}; choose one of {sorted(READERS)}")
-    opts = _parse_options(option)
+    opts = parse_key_values(option)
     ds = READERS[format](path, on_bad_rows=on_bad_rows, **opts)
     if user_k or item_k or min_rating is not None or duplicates != "keep-all":
         ds = filter_dataset(ds, min_rating=min_rating, duplicates=duplicates, user_k=user_k, item_k=item_k)
@@ -131,7 +116,7 @@ def split(
     """
     if kind not in SPLITS:
         raise ConfigError(f"unknown split kind {kind!r}; choose one of {list(SPLITS)}")
-    sp = SPLITS[kind](Dataset.load(path), **_parse_options(option))
+    sp = SPLITS[kind](Dataset.load(path), **parse_key_values(option))
     sp.save(out_dir)
     err.print(f"wrote {out_dir}: {kind}, train users {len(sp.train):,}, valid rows {len(sp.valid):,}, "
               f"test rows {len(sp.test):,}")

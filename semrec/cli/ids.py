@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -11,25 +10,13 @@ import typer
 from rich.table import Table
 
 from semrec.cli.console import err, out
+from semrec.cli.options import parse_key_values
 from semrec.errors import ConfigError, DataError
 from semrec.io import read_json, write_json
 
 app = typer.Typer(help="Semantic IDs: fit tokenizers on item vectors, encode new items, inspect codes.",
                   no_args_is_help=True)
 SOURCES = ("text", "attributes", "precomputed", "cf", "image")
-
-
-def _parse_sets(pairs: list[str]) -> dict[str, object]:
-    opts: dict[str, object] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"--set {pair!r} is not key=value (e.g. --set n_iter=30)")
-        key, value = pair.split("=", 1)
-        try:
-            opts[key.replace("-", "_")] = json.loads(value)
-        except json.JSONDecodeError:
-            opts[key.replace("-", "_")] = value
-    return opts
 
 
 def _load_inputs(paths: list[Path], weights: list[float] | None) -> np.ndarray:
@@ -148,7 +135,7 @@ def fit(vectors: list[Path] = typer.Argument(..., help="One or more vector files
     if item_ids is not None and len(item_ids) != len(x):
         raise DataError(f"{len(x)} vectors but {len(item_ids)} items", path=dataset, fix="embed this dataset")
     opts = {"n_levels": levels, "codebook_size": codebook_size, "collisions": collisions, "seed": seed,
-            "device": device, **_parse_sets(set_)}
+            "device": device, **parse_key_values(set_, "--set")}
     tok = TOKENIZERS[method](**opts).fit(x, cf_vectors=cf_vec, item_ids=item_ids)
     tok.save(out_dir)
     table = tok.table()

@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
 
           semrec train sasrec --data data/beauty --set train.epochs=50 --set loss=ce --out runs/beauty-sasrec
         """
-        from semrec.cli.data import _parse_options
+        from semrec.cli.options import parse_key_values
         from semrec.data import Dataset
         from semrec.training.run import build_model, make_split, train_run
 
@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
             torch.set_num_threads(threads)
             set_ = [*set_, f"train.num_threads={threads}"] if model_has_train(model) else set_
         ds = Dataset.load(data)
-        sp = make_split(ds, split, split_kind, _parse_options(split_option))
+        sp = make_split(ds, split, split_kind, parse_key_values(split_option))
         m = build_model(model, ds.n_items, config, set_, device)
         err.print(f"training {model} on {ds} ({sp.kind}: {len(sp.train):,} train sequences, "
                   f"{len(sp.valid):,} valid / {len(sp.test):,} test rows)")
