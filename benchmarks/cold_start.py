@@ -68,6 +68,7 @@ def main() -> None:
     ap.add_argument("--sasrec-epochs", type=int, default=30)
     ap.add_argument("--set", nargs="*", default=[])
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--skip-baselines", action="store_true", help="only the generative model")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -91,6 +92,7 @@ def main() -> None:
                                         max_train_seconds=args.max_train_minutes * 60, **parse_sets(args.set))
     model.fit(split.train)
     train_s = time.perf_counter() - t0
+    model.save(Path(__file__).resolve().parent.parent / "runs" / "cold_start" / f"{args.dataset}_{args.model}")
     for share in args.reserve:
         model.config.reserve_new = share
         t1 = time.perf_counter()
@@ -106,7 +108,7 @@ def main() -> None:
                name=f"{args.dataset}_{args.model}_reserve{share}")
 
     # --- ID-only baselines on the same split
-    for name, kw in (("sasrec", {"loss": "ce", "epochs": args.sasrec_epochs}), ("mostpop", {})):
+    for name, kw in () if args.skip_baselines else (("sasrec", {"loss": "ce", "epochs": args.sasrec_epochs}), ("mostpop", {})):
         t0 = time.perf_counter()
         base = get_model_class(name)(ds.n_items, **kw).fit(split.train, split.valid)
         train_s = time.perf_counter() - t0

@@ -115,16 +115,23 @@ class GenerativeMixin:
         new = self.active & ~self.seen
         if n_new == 0 or not new.any():
             return items, scores
-        # reserve n_new slots: best unseen items from a search over their own trie, the rest from the full search
+        # reserve n_new slots for the best unseen items (a search over their own trie), spread evenly over the
+        # list (ranks ceil(j / share) - 1), so every cut-off K holds about share * K of them; the other slots
+        # keep the normal search's order. Scores stay the model's own log-probabilities.
         new_trie = self.trie.subset(mask=new)
         n_new = min(n_new, int(new.sum()))
         new_items, new_scores = beam_search(self.module.step_fn(hc, users), new_trie, rows, max(beam, n_new), n_new)
         is_new = torch.as_tensor(new, device=items.device)[items.clamp(min=0)] & (items >= 0)
         old_scores, pos = torch.where(is_new, float("-inf"), scores).topk(k - n_new, dim=1)
-        merged_items = torch.cat([items.gather(1, pos), new_items], 1)
-        merged_scores = torch.cat([old_scores, new_scores], 1)
-        order = merged_scores.argsort(dim=1, descending=True, stable=True)
-        return merged_items.gather(1, order), merged_scores.gather(1, order)
+        j = torch.arange(1, n_new + 1, device=items.device)
+        at = torch.minimum(torch.ceil(j / self.config.reserve_new).long() - 1, k - n_new + j - 1)  # strictly increasing
+        slot = torch.zeros(k, dtype=torch.bool, device=items.device)
+        slot[at] = True
+        out_items = torch.empty((rows, k), dtype=items.dtype, device=items.device)
+        out_scores = torch.empty((rows, k), dtype=scores.dtype, device=items.device)
+        out_items[:, slot], out_scores[:, slot] = new_items, new_scores
+        out_items[:, ~slot], out_scores[:, ~slot] = items.gather(1, pos), old_scores
+        return out_items, out_scores
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, torch.Tensor]:
