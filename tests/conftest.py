@@ -22,3 +22,14 @@ def synthetic():
     from semrec.data import synthetic_dataset
 
     return synthetic_dataset()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Small tensors: one thread is faster and immune to CPU contention from parallel test runs."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -5,19 +5,13 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-import torch
 
 from semrec.errors import ConfigError, DataError
 from semrec.features import (FusionProjection, attribute_matrix, attribute_vectors, cooccurrence_vectors, fuse,
                              load_vectors, model_item_vectors, run_item_vectors, save_vectors)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_npy_and_parquet_vectors_align_to_items(tmp_path):

@@ -10,12 +10,7 @@ from semrec.errors import ConfigError
 from semrec.features import ImageEncoder, TextEncoder, VectorCache, content_keys, text_vectors
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_cache_get_put_roundtrip(tmp_path):

@@ -10,13 +10,7 @@ from semrec.errors import ConfigError
 from semrec.semantic_ids import RQVAE, CodeTable, RQKMeans, Tokenizer, capacitated_assign, kmeans
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one thread is faster and immune to CPU contention from parallel test runs."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def blobs(n=1200, d=16, centres=24, seed=0):
