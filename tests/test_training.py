@@ -73,10 +73,19 @@ def test_no_validation_keeps_last_epoch(split):
 
 
 CHILD = """
-import sys
+import sys, time
 from semrec.data import SyntheticConfig, leave_one_out, synthetic_dataset
 from tests.test_training import SMALL, _cfg
 from tests.tiny_model import TinyBigram
+
+# Pace the batches (no effect on the numbers) so that on a fast, idle machine the parent still catches the
+# child mid-training rather than after its last epoch.
+unpaced = TinyBigram.batches
+def paced(self, *args, **kwargs):
+    for batch in unpaced(self, *args, **kwargs):
+        time.sleep(0.02)
+        yield batch
+TinyBigram.batches = paced
 split = leave_one_out(synthetic_dataset(SMALL))
 cfg = _cfg(epochs=int(sys.argv[2]), checkpoint_dir=sys.argv[1], resume=True)
 TinyBigram(split.n_items, cfg).fit(split.train, split.valid)
