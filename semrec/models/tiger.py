@@ -22,7 +22,8 @@ from semrec.data.splits import EvalSet
 from semrec.errors import ConfigError
 from semrec.models.base import Recommender, register
 from semrec.models.tiger_generate import GenerativeMixin
-from semrec.models.tiger_layers import Block, CodeTokens, KVCache, next_item_pairs, train_loop, trim_left
+from semrec.models.tiger_layers import (Block, CodeTokens, KVCache, item_codes, next_item_pairs, train_loop,
+                                        trim_left)
 
 
 @dataclass
@@ -137,8 +138,7 @@ class TigerNet(nn.Module):
                 x = self.emb(bos)
             else:
                 cache.reorder(parents)
-                tok = 1 + int(self.vocab.offsets[level - 1]) + tokens
-                x = self.emb(tok).unsqueeze(1)
+                x = self.emb(self.vocab.level_tokens(tokens, level - 1)).unsqueeze(1)
             x = x + self.dec_pos.weight[level]
             for i, blk in enumerate(self.decoder):
                 x = blk.step(x, cache, i, memory_kv=memory_kv[i], memory_mask=mask)
@@ -184,7 +184,7 @@ class Tiger(GenerativeMixin, Recommender):
 
         def loss_fn(rows: np.ndarray) -> torch.Tensor:
             h = torch.as_tensor(trim_left(hist[rows]), device=dev)
-            hc = torch.where(h[..., None] >= 0, codes[h.clamp(min=0)], -1)
+            hc = item_codes(codes, h)
             return self.module(hc, torch.as_tensor(users[rows], device=dev), codes[torch.as_tensor(target[rows], device=dev)])
 
         cfg.history = train_loop(self.module, loss_fn, len(target), epochs=cfg.epochs, batch_size=cfg.batch_size,

@@ -20,7 +20,7 @@ from semrec.data.sequences import Sequences
 from semrec.data.splits import EvalSet
 from semrec.models.base import Recommender, register
 from semrec.models.tiger_generate import GenerativeMixin
-from semrec.models.tiger_layers import Block, CodeTokens, KVCache, train_loop
+from semrec.models.tiger_layers import Block, CodeTokens, KVCache, item_codes, train_loop
 
 
 @dataclass
@@ -164,8 +164,7 @@ class TigerDecoderNet(nn.Module):
             keys = torch.cat([state["keys"][parents], torch.ones_like(parents, dtype=torch.bool)[:, None]], 1)
             pos = state["pos"][parents]
             state["keys"], state["pos"] = keys, pos
-            tok = 1 + int(self.vocab.offsets[level - 1]) + tokens
-            x = (self.emb(tok) + self.pos(pos) + self.kind.weight[level]).unsqueeze(1)
+            x = (self.emb(self.vocab.level_tokens(tokens, level - 1)) + self.pos(pos) + self.kind.weight[level]).unsqueeze(1)
             for i, blk in enumerate(self.blocks):
                 x = blk.step(x, cache, i, self_mask=keys[:, None, None, :])
             return F.log_softmax(self.level_logits(self.ln(x[:, 0]), level).float(), -1)
@@ -203,7 +202,7 @@ class TigerDecoder(GenerativeMixin, Recommender):
         def loss_fn(rows: np.ndarray) -> torch.Tensor:
             w = windows[rows]
             w = torch.as_tensor(w[:, : max(2, int((w >= 0).sum(1).max()))], device=cfg.device)  # trim right padding
-            return self.module(torch.where(w[..., None] >= 0, codes[w.clamp(min=0)], -1))
+            return self.module(item_codes(codes, w))
 
         cfg.history = train_loop(self.module, loss_fn, len(windows), epochs=cfg.epochs, batch_size=cfg.batch_size,
                                  lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,

@@ -14,7 +14,7 @@ import torch
 from semrec.data.sequences import Sequences
 from semrec.errors import ConfigError
 from semrec.generation import CodeTrie, beam_search
-from semrec.models.tiger_layers import load_codes, user_buckets
+from semrec.models.tiger_layers import item_codes, load_codes, user_buckets
 
 
 class GenerativeMixin:
@@ -97,7 +97,7 @@ class GenerativeMixin:
         for s in range(0, n, cfg.decode_batch):
             h = torch.as_tensor(hist[s:s + cfg.decode_batch], device=dev)
             rows = h.shape[0]
-            hc = torch.where(h[..., None] >= 0, codes[h.clamp(min=0)], -1)
+            hc = item_codes(codes, h)
             u = torch.as_tensor(ub[s:s + rows], device=dev)
             extra = 0
             if exclude is not None:

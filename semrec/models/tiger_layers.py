@@ -67,6 +67,11 @@ def load_codes(path: str | Path, n_items: int | None = None) -> tuple[np.ndarray
     return codes.astype(np.int64), sizes
 
 
+def item_codes(codes: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """(..., L) codes of item indices (...); padding items (< 0) get codes -1."""
+    return torch.where(items[..., None] >= 0, codes[items.clamp(min=0)], -1)
+
+
 class CodeTokens:
     """Maps codes to token ids: per-level offsets, padding 0 and a BOS token."""
 
@@ -80,6 +85,10 @@ class CodeTokens:
         """(..., t) codes of levels 0..t-1 -> token ids (codes < 0, i.e. padding, -> 0)."""
         off = torch.as_tensor(self.offsets[: codes.shape[-1]], device=codes.device)  # a prefix uses the first levels
         return torch.where(codes >= 0, codes + off + 1, 0)
+
+    def level_tokens(self, codes: torch.Tensor, level: int) -> torch.Tensor:
+        """Token ids of codes that all belong to one `level` (the step-wise decoding input)."""
+        return codes + 1 + int(self.offsets[level])
 
     def level_slice(self, level: int) -> slice:
         start = 1 + int(self.offsets[level])
