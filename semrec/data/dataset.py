@@ -19,7 +19,6 @@ from semrec.errors import DataError
 from semrec.io import atomic_dir, read_json, write_json
 
 FORMAT_VERSION = 1
-INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp")
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
