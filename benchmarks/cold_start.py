@@ -60,7 +60,7 @@ def report(top: np.ndarray, evalset, cold_rows: np.ndarray, is_cold: np.ndarray)
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="synthetic")
-    ap.add_argument("--model", default="tiger-decoder", choices=["tiger", "tiger-decoder"])
+    ap.add_argument("--model", default="tiger-decoder", choices=["tiger", "tiger-decoder", "tiger-hier"])
     ap.add_argument("--fraction", type=float, default=0.05)
     ap.add_argument("--reserve", type=float, nargs="+", default=[0.0, 0.1, 0.2])
     ap.add_argument("--epochs", type=int, default=10)
@@ -68,6 +68,9 @@ def main() -> None:
     ap.add_argument("--sasrec-epochs", type=int, default=30)
     ap.add_argument("--set", nargs="*", default=[])
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--codes", default="text", choices=["text", "text+cf"],
+                    help="text+cf fuses training co-occurrence vectors (cold items have none: text only)")
+    ap.add_argument("--balanced", action="store_true")
     ap.add_argument("--skip-baselines", action="store_true", help="only the generative model")
     args = ap.parse_args()
     if args.threads:
@@ -81,17 +84,22 @@ def main() -> None:
     is_cold[split.cold_items] = True
     cold_rows = targets_are_cold(split.test, split.cold_items, ds.n_items)
     warm = np.flatnonzero(np.bincount(split.train.items, minlength=ds.n_items) > 0)
-    codes, code_info = build_codes(ds, fit_items=warm)
+    codes, code_info = build_codes(ds, fit_items=warm, balanced=args.balanced,
+                                   cf=split.train if args.codes == "text+cf" else None)
     load0 = os.getloadavg()
     common = {"split": "cold-start (leave-one-out, cold items removed from training and histories)",
               "fraction": args.fraction, "seed": 0, "exclude_history": False, "metrics_on": "test rows with a cold target"}
 
     # --- TIGER: one model, several reserve shares
     t0 = time.perf_counter()
-    model = get_model_class(args.model)(ds.n_items, codes=codes, epochs=args.epochs,
-                                        max_train_seconds=args.max_train_minutes * 60, **parse_sets(args.set))
-    model.fit(split.train)
+    shared_loop = args.model == "tiger-hier"  # trained by semrec.training, early stopping on validation
+    prefix = "train." if shared_loop else ""
+    model = get_model_class(args.model)(ds.n_items, codes=codes, **{
+        f"{prefix}epochs": args.epochs, f"{prefix}max_train_seconds": args.max_train_minutes * 60,
+        **parse_sets(args.set)})
+    model.fit(split.train, split.valid) if shared_loop else model.fit(split.train)
     train_s = time.perf_counter() - t0
+    losses = [r["loss"] for r in model.history.records] if shared_loop else model.config.history["loss"]
     model.save(Path(__file__).resolve().parent.parent / "runs" / "cold_start" / f"{args.dataset}_{args.model}")
     for share in args.reserve:
         model.config.reserve_new = share
@@ -104,7 +112,7 @@ def main() -> None:
                settings={**common, "codes": code_info, "reserve_new": share, "model": args.model,
                          "epochs": args.epochs, "beam": model.config.beam},
                extra={**extra, "reserve_new": share, "loadavg": [round(x, 2) for x in load0],
-                      "loss": [round(x, 4) for x in model.config.history["loss"]]},
+                      "loss": [round(x, 4) for x in losses]},
                name=f"{args.dataset}_{args.model}_reserve{share}")
 
     # --- ID-only baselines on the same split

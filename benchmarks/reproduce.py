@@ -1,4 +1,5 @@
-"""Reproduction benchmark: the ID baselines of the TIGER table on Beauty, Sports and Toys.
+"""Reproduction benchmark: the ID baselines of the TIGER table on Beauty, Sports and Toys (and on the
+Scientific text dataset, LC-Rec's Industrial and Scientific json, as the reference for the text models).
 
 S3-Rec sequence files, leave-one-out (last item test, second-to-last validation), full ranking over all
 items, history items NOT excluded, at most the last 50 items per sequence. Each run trains one baseline
@@ -35,7 +36,8 @@ from semrec.models import TorchRecommender, get_model_class  # noqa: E402
 
 DATASETS = {"beauty": ("amazon-beauty-s3rec", "Beauty.txt"),
             "sports": ("amazon-sports-s3rec", "Sports_and_Outdoors.txt"),
-            "toys": ("amazon-toys-s3rec", "Toys_and_Games.txt")}
+            "toys": ("amazon-toys-s3rec", "Toys_and_Games.txt"),
+            "scientific": ("amazon-scientific-text", "Scientific.inter.json")}
 MODELS = ("sasrec", "bert4rec", "gru4rec", "itemknn", "mostpop")
 SASREC_VARIANTS = ("bce", "sampled-softmax", "ce")
 KS = (5, 10, 20)
@@ -93,13 +95,13 @@ def load_split(dataset: str, data_root: Path, saved: Path | None = None) -> Spli
         if split.kind != "leave-one-out":
             raise SystemExit(f"{saved}: split kind is {split.kind!r}, this benchmark needs leave-one-out")
         return split
-    from semrec.data.readers import read_s3rec
+    from semrec.data.readers import read_lcrec, read_s3rec
 
     folder, fname = DATASETS[dataset]
     path = data_root / folder / fname
     if not path.exists():
         raise SystemExit(f"{path} not found (fix: pass --data-root pointing at the folder holding {folder}/)")
-    return leave_one_out(read_s3rec(path, name=dataset))
+    return leave_one_out(read_lcrec(path) if fname.endswith(".json") else read_s3rec(path, name=dataset))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         # diagnostic only (the S3-Rec evaluation code masks history items): same model, history masked
         masked = evaluate(model, split.test, ks=KS, exclude_history=True)
         extra["test_exclude_history"] = {k: round(masked.metrics[k], 5) for k in keys}
+        extra["ci95"] = {k: [round(x, 5) for x in test.confidence_interval(k)] for k in ("recall@10", "ndcg@10")}
         timing["wall_s"] = round(time.perf_counter() - t_start, 3)
         out = record("reproduce", dataset=args.dataset, model=args.model, variant=variant, split="test",
                      metrics={k: round(test.metrics[k], 5) for k in keys}, timing=timing, settings=settings,

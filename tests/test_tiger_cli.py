@@ -57,7 +57,11 @@ def test_recommend_cli_json_and_unknown_id(run_dir):
         recommend_ids(path, ["nope"], k=3)
 
 
-def test_semrec_train_tiger_through_registry_then_recommend(run_dir, tmp_path):
+@pytest.mark.parametrize("name,sizes", [
+    ("tiger", ["encoder_layers=1", "decoder_layers=1", "epochs=1"]),
+    ("tiger-hier", ["n_layers=1", "head_layers=1", "train.epochs=2", "id_input=true"]),
+])
+def test_semrec_train_generative_through_registry_then_recommend(run_dir, tmp_path, name, sizes):
     from typer.testing import CliRunner
 
     from semrec.cli import _register, app
@@ -67,9 +71,9 @@ def test_semrec_train_tiger_through_registry_then_recommend(run_dir, tmp_path):
     data = run_dir[0].parent / "data"
     codes = np.stack(np.unravel_index(np.random.default_rng(1).choice(64, ds.n_items, replace=False), (4, 4, 4)), 1)
     np.save(tmp_path / "codes.npy", codes)
-    sets = ["codes_path=" + str(tmp_path / "codes.npy"), "encoder_layers=1", "decoder_layers=1", "d_model=16",
-            "n_heads=2", "d_head=8", "d_ff=32", "epochs=1", "beam=20"]
-    args = ["train", "tiger", "--data", str(data), "--out", str(tmp_path / "run")]
+    sets = ["codes_path=" + str(tmp_path / "codes.npy"), *sizes, "d_model=16", "n_heads=2", "d_head=8", "d_ff=32",
+            "beam=20"]
+    args = ["train", name, "--data", str(data), "--out", str(tmp_path / "run")]
     for s in sets:
         args += ["--set", s]
     res = CliRunner().invoke(app, args)

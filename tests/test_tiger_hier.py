@@ -68,18 +68,23 @@ def test_recommend_equals_naive_search_and_roundtrip(tmp_path, id_input):
     assert loaded.config.n_layers == 1 and loaded.config.train.batch_size == 16
 
 
+@pytest.mark.slow
 def test_learns_synthetic_next_items(synthetic, one_torch_thread):
-    """On the synthetic catalogue (arbitrary codes: the item index in mixed base), a short training beats
-    popularity."""
+    """On the synthetic catalogue, with codes from training co-occurrence vectors, a short training clearly
+    beats popularity (measured: NDCG@10 .064 vs .046)."""
     from semrec.data import leave_one_out
     from semrec.evaluation import evaluate
+    from semrec.features.collaborative import cooccurrence_vectors
     from semrec.models.mostpop import MostPop
+    from semrec.semantic_ids.rq_kmeans import RQKMeans
 
     split, n = leave_one_out(synthetic), synthetic.n_items
-    codes = np.stack(np.unravel_index(np.arange(n), (8, 8, int(np.ceil(n / 64)))), 1).astype(np.int64)
-    model = TigerHier(n, codes=codes, **{**TINY, "d_model": 32, "max_history": 20, "train.epochs": 6,
-                                         "train.batch_size": 64, "train.lr": 3e-3, "beam": 20})
+    codes = RQKMeans(n_levels=3, codebook_size=16, balanced=True).fit(
+        cooccurrence_vectors(split.train, n, dim=32)).table().codes
+    model = TigerHier(n, codes=codes, **{**TINY, "d_model": 64, "d_ff": 128, "n_heads": 2, "d_head": 32,
+                                         "max_history": 20, "beam": 20, "train.epochs": 12, "id_input": True,
+                                         "train.batch_size": 64, "train.lr": 3e-3, "train.warmup_steps": 20})
     model.fit(split.train)
     ours = evaluate(model, split.test, ks=(10,)).metrics["ndcg@10"]
     pop = evaluate(MostPop(n).fit(split.train), split.test, ks=(10,)).metrics["ndcg@10"]
-    assert ours > pop
+    assert ours > 1.25 * pop, (ours, pop)

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -158,3 +159,17 @@ def test_warmup_and_time_budget(split):
     h = m.history
     assert h.stop_reason == "time_budget" and h.stopped_early and h.epochs == 1 and h.records[0]["steps"] == 1
     assert "valid" in h.records[0]  # the partial epoch is still validated
+
+
+def test_learning_rate_warmup_then_cosine_by_steps_or_time_budget():
+    from semrec.training.loop import learning_rate
+
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, lr_schedule="cosine", epochs=10)
+    assert learning_rate(cfg, 0, 100, 0.0) == pytest.approx(0.1 * 0.5 * (1 + math.cos(0.0)))
+    assert learning_rate(cfg, 50, 100, 0.0) == pytest.approx(0.5)
+    assert learning_rate(cfg, 100, 100, 0.0) == pytest.approx(0.0)
+    timed = TrainConfig(lr=1.0, lr_schedule="cosine", max_train_seconds=60.0)
+    assert learning_rate(timed, 1, 1000, 30.0) == pytest.approx(0.5)  # half the time budget spent
+    assert learning_rate(TrainConfig(lr=0.5), 7, 100, 99.0) == 0.5
+    with pytest.raises(ConfigError, match="lr_schedule"):
+        TrainConfig(lr_schedule="step")

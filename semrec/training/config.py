@@ -15,6 +15,7 @@ from typing import Any
 from semrec.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -28,6 +29,7 @@ class TrainConfig:
     optimizer: str = "adam"  # adam | adamw
     max_grad_norm: float | None = None  # clip the global gradient norm; None = no clipping
     warmup_steps: int = 0  # linear learning-rate warmup over the first N optimizer steps
+    lr_schedule: str = "constant"  # constant | cosine (to 0 over `epochs`, or over max_train_seconds if sooner)
     max_train_seconds: float | None = None  # stop once this much training time (all epochs) is spent
     patience: int = 5  # evaluations without improvement before stopping; 0 = never stop early
     eval_every: int = 1  # validate every N epochs (and always after the last one)
@@ -45,6 +47,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"train.optimizer={self.optimizer!r}; choose one of {OPTIMIZERS}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"train.lr_schedule={self.lr_schedule!r}; choose one of {LR_SCHEDULES}")
         for name in ("epochs", "batch_size", "eval_every", "eval_batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")

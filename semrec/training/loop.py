@@ -118,6 +118,18 @@ def _last_checkpoint(ckpt: Path) -> Path | None:
     return None
 
 
+def learning_rate(cfg: TrainConfig, step: int, total_steps: int, elapsed_s: float) -> float:
+    """Linear warm-up, then constant or cosine decay; a time budget counts as the end of training, so a
+    time-boxed run still anneals to zero."""
+    lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+    if cfg.lr_schedule == "cosine":
+        done = step / max(total_steps, 1)
+        if cfg.max_train_seconds:
+            done = max(done, elapsed_s / cfg.max_train_seconds)
+        lr *= 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
+    return lr
+
+
 def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: TrainConfig | None = None
           ) -> TrainHistory:
     """Train a `TorchRecommender` in place and return its history; the best validation epoch's weights
@@ -159,9 +171,10 @@ def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: Tr
         bar = tqdm(model.batches(train, cfg.batch_size, rng), total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}",
                    unit="batch", disable=not cfg.progress, leave=False, dynamic_ncols=True)
         for batch in bar:
-            if cfg.warmup_steps:
+            if cfg.warmup_steps or cfg.lr_schedule != "constant":
+                done = hist.train_s + time.perf_counter() - t0
                 for group in optimizer.param_groups:
-                    group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
+                    group["lr"] = learning_rate(cfg, step, (n_batches or 1) * cfg.epochs, done)
             batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
             loss = model.loss(batch)
             if not torch.isfinite(loss):
