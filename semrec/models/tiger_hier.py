@@ -31,7 +31,8 @@ from semrec.training.config import TrainConfig
 
 @dataclass
 class TigerHierConfig:
-    """Sizes chosen for a 2-core CPU (see benchmarks/RESULTS.md); `head_layers` is the per-code decoder depth."""
+    """Sizes and training chosen on Beauty validation on a 2-core CPU (benchmarks/notes/generative.md);
+    `head_layers` is the code decoder's depth. Set `train.max_train_seconds` to anneal within a time budget."""
 
     codes_path: str | None = None  # (n_items, n_levels) int64 code table aligned with item_idx
     n_layers: int = 2  # item-level (user state) blocks
@@ -42,7 +43,7 @@ class TigerHierConfig:
     d_ff: int = 512
     dropout: float = 0.2
     max_history: int = 20
-    id_input: bool = False  # add a learned per-item vector to the item input (zero for items never trained)
+    id_input: bool = True  # add a learned per-item vector to the item input (zero for items never trained)
     user_buckets: int = 0  # no user token (kept for the shared decoding code)
     beam: int = 20
     decode_batch: int = 512
@@ -50,7 +51,7 @@ class TigerHierConfig:
     device: str = "cpu"
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         epochs=100, batch_size=128, lr=2e-3, weight_decay=0.05, optimizer="adamw", max_grad_norm=1.0,
-        warmup_steps=200, patience=4, eval_every=2))
+        warmup_steps=200, lr_schedule="cosine", patience=5, eval_every=3))
 
     def __post_init__(self) -> None:
         if min(self.n_layers, self.head_layers, self.d_model, self.n_heads, self.d_head, self.d_ff,
