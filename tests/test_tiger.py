@@ -12,15 +12,10 @@ from semrec.generation import reference_beam_search
 from semrec.models.base import Recommender, get_model_class
 from semrec.models.tiger import Tiger
 from semrec.models.tiger_layers import next_item_pairs
+from tests.generative_checks import random_codes
 
 TINY = dict(encoder_layers=1, decoder_layers=2, d_model=16, n_heads=2, d_head=8, d_ff=32, max_history=5,
             epochs=2, batch_size=32, warmup_steps=5, beam=6, dropout=0.0)
-
-
-def random_codes(n_items: int, vocab: list[int], seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    flat = rng.choice(int(np.prod(vocab)), size=n_items, replace=False)
-    return np.stack(np.unravel_index(flat, vocab), 1).astype(np.int64)
 
 
 @pytest.fixture(scope="module")

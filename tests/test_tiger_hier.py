@@ -9,18 +9,13 @@ import pytest
 import torch
 
 from semrec.data import Sequences
-from semrec.generation import reference_beam_search
 from semrec.models.base import Recommender, get_model_class
 from semrec.models.tiger_hier import TigerHier
+from tests.generative_checks import assert_recommend_matches_reference, random_codes
 
 TINY = {"n_layers": 1, "head_layers": 2, "d_model": 16, "n_heads": 2, "d_head": 8, "d_ff": 32, "max_history": 4,
         "beam": 6, "dropout": 0.0, "train.epochs": 2, "train.batch_size": 16, "train.warmup_steps": 5,
         "train.progress": False}
-
-
-def random_codes(n_items: int, vocab: list[int], seed: int = 0) -> np.ndarray:
-    flat = np.random.default_rng(seed).choice(int(np.prod(vocab)), size=n_items, replace=False)
-    return np.stack(np.unravel_index(flat, vocab), 1).astype(np.int64)
 
 
 def test_one_pass_loss_equals_per_pair_loss():
@@ -50,17 +45,8 @@ def test_recommend_equals_naive_search_and_roundtrip(tmp_path, id_input):
     assert get_model_class("tiger-hier") is TigerHier
     assert len(model.history.records) == 2
     hist = train.select(np.arange(4))
-    items, scores = model.recommend(hist, k=4, beam=6)
-    hp = torch.as_tensor(hist.to_padded(4, pad=-1))
-    hc = torch.where(hp[..., None] >= 0, torch.as_tensor(model.codes)[hp.clamp(min=0)], -1)
-    for u in range(4):
-        def fn(prefix, u=u):
-            p = torch.tensor(prefix, dtype=torch.int64).view(1, -1)
-            return model.module.next_code_logp(hc[u:u + 1], None, p, hp[u:u + 1])[0].tolist()
-
-        ref_items, ref_scores = reference_beam_search(fn, model.codes.tolist(), list(range(40)), beam=6, k=4)
-        assert items[u].tolist() == ref_items
-        np.testing.assert_allclose(scores[u], ref_scores, atol=1e-4)
+    items, scores = assert_recommend_matches_reference(
+        model, hist, 4, beam=6, k=4, next_code_logp=lambda hc, hp, p: model.module.next_code_logp(hc, None, p, hp))
     model.save(tmp_path / "m")
     loaded = Recommender.load(tmp_path / "m")
     items2, scores2 = loaded.recommend(hist, k=4, beam=6)
