@@ -187,20 +187,15 @@ class TigerHier(GenerativeMixin, TorchRecommender):
     def fit(self, train: Sequences, valid=None) -> "TigerHier":
         self.mark_seen(train)
         self._trie, self._codes_t = None, None
+        self._windows = training_windows(train, self.config.max_history)  # the same windows every epoch
         return super().fit(train, valid)
 
-    def _windows(self, train: Sequences) -> np.ndarray:
-        key = (id(train), len(train.items))
-        if getattr(self, "_window_key", None) != key:
-            self._window_key, self._window_rows = key, training_windows(train, self.config.max_history)
-        return self._window_rows
-
     def num_batches(self, train: Sequences, batch_size: int) -> int:
-        return math.ceil(len(self._windows(train)) / batch_size)
+        return math.ceil(len(self._windows) / batch_size)
 
     def batches(self, train: Sequences, batch_size: int, rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
         """Windows of up to max_history + 1 items, length-bucketed so each batch trims its right padding."""
-        windows = self._windows(train)
+        windows = self._windows
         for rows in bucketed_batches(len(windows), batch_size, rng, (windows >= 0).sum(1)):
             w = windows[rows]
             yield {"items": torch.from_numpy(w[:, : max(2, int((w >= 0).sum(1).max()))])}
