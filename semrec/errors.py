@@ -31,3 +31,11 @@ class DataError(SemrecError, ValueError):
 
 class ConfigError(SemrecError, ValueError):
     """An invalid option or configuration value."""
+
+
+class OutputError(SemrecError):
+    """An output path semrec refuses to write: it would replace something that is not its own to replace."""
+
+    def __init__(self, message: str, *, fix: str | None = None):
+        super().__init__(message + (f" (fix: {fix})" if fix else ""))
+        self.fix = fix

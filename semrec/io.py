@@ -1,4 +1,13 @@
-"""Atomic file and folder writes: a crash never leaves half-written output behind."""
+"""Safe outputs, implemented once: nothing semrec writes can destroy a user's files or be left half-written.
+
+The rule every writer follows (library `save` methods and every CLI `--out`):
+
+- an existing output is replaced only when it is semrec's own output of the same kind (a folder whose
+  `.semrec.json` marker says so, or a file whose metadata does) and the caller allows it (`--overwrite` on the
+  command line); an empty folder counts as free; anything else is refused with a message and left untouched;
+- content is written into a temporary sibling (`.NAME.tmp-PID-XXXX`) and renamed into place only when complete;
+- temporaries left by a killed earlier process (its pid is gone) are removed by the next writer of that path.
+"""
 
 from __future__ import annotations
 
@@ -10,44 +19,179 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+MARKER = ".semrec.json"
+
+# Folders written by semrec versions before the marker existed, recognised by the files they always hold.
+_LEGACY_SIGNATURES: dict[str, tuple[str, ...]] = {
+    "dataset": ("manifest.json", "items.parquet", "interactions.parquet"),
+    "split": ("split.json", "split.npz"),
+    "model": ("config.json", "model.safetensors"),
+    "run": ("config.json", "model"),
+    "ids": ("tokenizer.json", "tokenizer.safetensors"),
+    "eval": ("result.json",),
+}
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.tmp-"
+
+
+def clean_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove `.NAME.tmp-PID-*` siblings of `path` whose writing process no longer exists; return them."""
+    path = Path(path)
+    removed = []
+    if not path.parent.is_dir():
+        return removed
+    prefix = _temp_prefix(path)
+    for p in path.parent.iterdir():
+        if not p.name.startswith(prefix):
+            continue
+        pid = p.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def folder_kind(path: str | Path) -> str | None:
+    """The semrec kind of folder `path` ('dataset', 'run', ...), or None when it is not semrec's."""
+    path = Path(path)
+    marker = path / MARKER
+    if marker.is_file():
+        try:
+            kind = json.loads(marker.read_text()).get("kind")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, OSError):
+            return None
+        return kind if isinstance(kind, str) else None
+    for kind, names in _LEGACY_SIGNATURES.items():
+        if all((path / n).exists() for n in names):
+            return kind
+    return None
+
+
+def check_output(path: str | Path, kind: str, overwrite: bool = False, *, is_file: bool = False,
+                 file_kind: str | None = None) -> None:
+    """Refuse, before any work, an output path whose current content must not be replaced.
+
+    `is_file` outputs may replace an existing file only with `overwrite`, and only when `file_kind` (read from
+    the file's own metadata by the caller) equals `kind`; folder outputs follow the marker rule above.
+    """
+    from semrec.errors import OutputError
+
+    path = Path(path)
+    flag = "--overwrite"
+    if path.is_symlink() and not path.exists():
+        raise OutputError(f"{path} is a dangling symbolic link", fix="remove it or choose another --out")
+    if not path.exists():
+        if path.parent.exists() and not path.parent.is_dir():
+            raise OutputError(f"{path.parent} is a file, so {path} cannot be created", fix="choose another --out")
+        return
+    if is_file:
+        if path.is_dir():
+            raise OutputError(f"{path} is a folder; a {kind} file was expected", fix="give a file path as --out")
+        if file_kind != kind:
+            raise OutputError(f"{path} exists and is not a semrec {kind} file; refusing to replace it",
+                              fix="choose another --out (semrec never overwrites files it did not write)")
+        if not overwrite:
+            raise OutputError(f"{path} exists (a semrec {kind} file)", fix=f"pass {flag} to replace it, or choose "
+                              "another --out")
+        return
+    if not path.is_dir():
+        raise OutputError(f"{path} is a file; a {kind} folder was expected", fix="choose another --out")
+    if not any(path.iterdir()):
+        return  # an empty folder holds nothing to lose
+    found = folder_kind(path)
+    if found is None:
+        raise OutputError(f"{path} exists and is not a semrec folder; refusing to replace it",
+                          fix="choose another --out (semrec only replaces folders it wrote)")
+    if found != kind:
+        raise OutputError(f"{path} is a semrec {found} folder, not a {kind} folder; refusing to replace it",
+                          fix="choose another --out")
+    if not overwrite:
+        raise OutputError(f"{path} exists (a semrec {kind} folder)", fix=f"pass {flag} to replace it, or choose "
+                          "another --out")
+
+
+def write_marker(folder: str | Path, kind: str, **info: Any) -> None:
+    """Write the `.semrec.json` marker that makes `folder` recognisably semrec's `kind` output."""
+    from semrec import __version__
+
+    (Path(folder) / MARKER).write_text(json.dumps({"kind": kind, "semrec": __version__, **info}, indent=2) + "\n")
+
+
+def _new_temp(path: Path, is_dir: bool) -> Path:
+    prefix = f"{_temp_prefix(path)}{os.getpid()}-"
+    if is_dir:
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary file path beside `path`; rename it onto `path` only if the block succeeds.
+
+    For files semrec owns by construction (caches, files inside a folder being staged); user-facing file
+    outputs call `check_output(..., is_file=True)` first.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    clean_stale_temporaries(path)
+    tmp = _new_temp(path, is_dir=False)
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        yield tmp
+        os.replace(tmp, path)
     finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        _remove(tmp) if tmp.exists() else None
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary folder beside `path`; swap it into place only if the block succeeds."""
+def atomic_dir(path: str | Path, kind: str, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; swap it into place, marked as `kind`, only if the block succeeds.
+
+    `check_output` runs first, so a foreign folder or another kind of semrec folder is never replaced; with
+    `overwrite=False` an existing `kind` folder is refused too.
+    """
     path = Path(path)
+    check_output(path, kind, overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists (fix: choose another --out or pass --overwrite)")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    clean_stale_temporaries(path)
+    tmp = _new_temp(path, is_dir=True)
     try:
         yield tmp
+        write_marker(tmp, kind)
+        check_output(path, kind, overwrite)  # the path may have changed while the block ran
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            old = _new_temp(path, is_dir=True)
+            os.rmdir(old)
             os.replace(path, old)
             os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
+            _remove(old)
         else:
             os.replace(tmp, path)
     finally:
         if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            _remove(tmp)
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -56,14 +200,26 @@ def write_json(path: str | Path, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def read_json(path: str | Path) -> Any:
+def read_json(path: str | Path, expect: type | None = dict) -> Any:
+    """Parse a JSON file; any failure is a DataError naming the file (and the line for syntax errors)."""
     from semrec.errors import DataError
 
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise DataError("file not found", path=path) from None
+    except IsADirectoryError:
+        raise DataError("is a folder, expected a JSON file", path=path) from None
+    except UnicodeDecodeError:
+        raise DataError("not a text file (binary content), expected JSON", path=path,
+                        fix="pass the JSON file semrec wrote, or repair it") from None
+    try:
+        obj = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"invalid JSON: {e.msg}", path=path, line=e.lineno,
                         fix="repair the JSON syntax at that line") from None
+    if expect is not None and not isinstance(obj, expect):
+        raise DataError(f"expected a JSON {expect.__name__}, found {type(obj).__name__}", path=path,
+                        fix="pass the file semrec wrote, or repair it")
+    return obj

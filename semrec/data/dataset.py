@@ -199,7 +199,7 @@ class Dataset:
     def save(self, path: str | Path, overwrite: bool = True) -> Path:
         """Write items/users/interactions Parquet and manifest.json atomically into `path`."""
         path = Path(path)
-        with atomic_dir(path, overwrite=overwrite) as tmp:
+        with atomic_dir(path, "dataset", overwrite=overwrite) as tmp:
             self.items.write_parquet(tmp / "items.parquet")
             self.users.write_parquet(tmp / "users.parquet")
             self.interactions.write_parquet(tmp / "interactions.parquet")

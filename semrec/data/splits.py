@@ -43,7 +43,7 @@ class Split:
 
     def save(self, path: str | Path) -> None:
         """Arrays as .npz (no pickle) plus split.json."""
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, "split") as tmp:
             arrays: dict[str, np.ndarray] = {"train_offsets": self.train.offsets, "train_items": self.train.items}
             for name, es in (("valid", self.valid), ("test", self.test)):
                 arrays |= {f"{name}_users": es.users, f"{name}_hist_offsets": es.histories.offsets,

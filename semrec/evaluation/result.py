@@ -91,7 +91,7 @@ class EvalResult:
 
     def save(self, path: str | Path) -> Path:
         """Write `result.json` + `ranks.npz` atomically into folder `path`."""
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, "eval") as tmp:
             write_json(tmp / "result.json", self.to_dict())
             arrays = {"users": self.users, "target_offsets": self.target_offsets, "ranks": self.ranks,
                       "history_lengths": self.history_lengths}

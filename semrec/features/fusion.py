@@ -116,7 +116,7 @@ class FusionProjection:
     def save(self, path: str | Path) -> Path:
         from safetensors.torch import save_file
 
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, "fusion") as tmp:
             dims = [p.in_features for p in self.projections]
             (tmp / "config.json").write_text(json.dumps({"kind": "fusion-projection", "in_dims": dims,
                                                          "config": dataclasses.asdict(self.config)}, indent=2))

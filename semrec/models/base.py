@@ -105,7 +105,7 @@ class Recommender(ABC):
         """Write `config.json` and `model.safetensors` (no pickle) atomically."""
         from safetensors.torch import save_file
 
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, "model") as tmp:
             write_json(tmp / "config.json", {"model": self.name, "n_items": self.n_items,
                                              "config": dataclasses.asdict(self.config), "extra": self.extra_state()})
             state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}

@@ -199,7 +199,7 @@ class Tokenizer(ABC):
         """Folder: tokenizer.json, tokenizer.safetensors (codebooks, codes, fingerprints), codes.safetensors."""
         from safetensors.torch import save_file
 
-        with atomic_dir(path) as tmp:
+        with atomic_dir(path, "tokenizer") as tmp:
             info = {"tokenizer": self.name, "config": dataclasses.asdict(self.config), "fit_stats": self.fit_stats,
                     "item_ids": self.item_ids}
             (tmp / "tokenizer.json").write_text(json.dumps(info, indent=2, default=str) + "\n")

@@ -72,7 +72,7 @@ def save_checkpoint(path: str | Path, model: Any, optimizer: torch.optim.Optimiz
 
     opt_tensors, opt_meta = _optimizer_tensors(optimizer)
     rng_js, rng_tensors = rng_state(rng)
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, "checkpoint") as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                   str(tmp / "model.safetensors"))
         save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
@@ -108,7 +108,7 @@ def save_weights(path: str | Path, model: Any) -> None:
     """Atomically write only the model weights (the best-epoch snapshot)."""
     from safetensors.torch import save_file
 
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, "weights") as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
                   str(tmp / "model.safetensors"))
 
