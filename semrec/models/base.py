@@ -17,7 +17,7 @@ import importlib
 import math
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -59,6 +59,23 @@ def available_models() -> list[str]:
     names = {p.stem for p in folder.glob("*.py") if p.stem != "base" and not p.stem.startswith("_")
              and "@register" in p.read_text(errors="ignore")}
     return sorted(names | set(REGISTRY))
+
+
+@runtime_checkable
+class UserVectors(Protocol):
+    """Optional interface of models whose user state can leave the model (semrec.users builds on it).
+
+    `embed_users(histories)` -> (n, d) float32 user vectors, `item_embeddings()` -> (n_items, d) item vectors.
+    A model with `dot_product = True` promises `embed_users(h) @ item_embeddings().T` equals its `score(h)`, so
+    an index over the item vectors reproduces its `recommend`; with False the vectors are the model's state but
+    its ranking is something else (e.g. generative decoding), and the model's docstring says what they mean.
+    """
+
+    dot_product: bool
+
+    def embed_users(self, histories: Sequences) -> np.ndarray: ...
+
+    def item_embeddings(self) -> np.ndarray: ...
 
 
 class Recommender(ABC):
@@ -219,6 +236,20 @@ class TorchRecommender(ScoringRecommender):
         """(n_items, dim) collaborative item vectors, e.g. for semantic IDs built from CF signal."""
         raise NotImplementedError(f"{type(self).__name__} does not expose item embeddings "
                                   "(implement item_embeddings() returning an (n_items, dim) array)")
+
+    def batched_vectors(self, histories: Sequences, fn: Any, batch_size: int | None = None) -> np.ndarray:
+        """`fn(batch_histories) -> (b, d)` tensor over all histories in eval mode without autograd: (n, d) float32.
+
+        The shared body of `embed_users`, batched like `recommend` so memory stays bounded."""
+        batch_size = batch_size or self.score_batch_size
+        parts = []
+        with self.scoring():
+            for start in range(0, len(histories), batch_size):
+                rows = np.arange(start, min(start + batch_size, len(histories)))
+                parts.append(fn(histories.select(rows)).float().cpu().numpy())
+        if not parts:
+            return np.zeros((0, self.item_embeddings().shape[1]), dtype=np.float32)
+        return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
 
     # ------------------------------------------------------------------ provided
     @property

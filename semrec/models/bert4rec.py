@@ -119,12 +119,26 @@ class BERT4Rec(TorchRecommender):
         h = self.module(batch["inputs"])[where]  # only masked positions pay for the softmax
         return F.cross_entropy(self.module.logits(h), labels[where] - 1)
 
-    def score(self, histories: Sequences) -> torch.Tensor:
+    dot_product = True  # score = embed_users(h) @ item_embeddings(with_bias=True).T
+
+    def _mask_state(self, histories: Sequences) -> torch.Tensor:
         check_items(histories, self.n_items)
         tokens = padded_tokens(histories, self.config.max_len - 1)  # room for the appended [MASK]
         tokens = np.concatenate([tokens, np.full((len(tokens), 1), self.n_items + 1)], axis=1)
-        h = self.module(torch.from_numpy(tokens).to(self.device))[:, -1]
-        return self.module.logits(h)
+        return self.module(torch.from_numpy(tokens).to(self.device))[:, -1]
 
-    def item_embeddings(self) -> np.ndarray:
-        return self.module.item_emb.weight[1:self.n_items + 1].detach().cpu().numpy()
+    def score(self, histories: Sequences) -> torch.Tensor:
+        return self.module.logits(self._mask_state(histories))
+
+    def embed_users(self, histories: Sequences) -> np.ndarray:
+        """(n, hidden + 1): the [MASK] position's output plus a constant 1 that meets the item bias, so
+        `embed_users(h) @ item_embeddings(with_bias=True).T` equals the model's scores."""
+        return self.batched_vectors(histories, lambda h: F.pad(self._mask_state(h), (0, 1), value=1.0))
+
+    def item_embeddings(self, with_bias: bool = True) -> np.ndarray:
+        """(n_items, hidden + 1) output item table with the per-item bias as the last column; `with_bias=False`:
+        the (n_items, hidden) shared input/output table alone (e.g. as CF vectors for semantic IDs)."""
+        table = self.module.item_emb.weight[1:self.n_items + 1]
+        if with_bias:
+            table = torch.cat([table, self.module.out_bias[:, None]], dim=1)
+        return table.detach().cpu().numpy()

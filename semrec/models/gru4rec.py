@@ -83,14 +83,22 @@ class GRU4Rec(TorchRecommender):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return next_item_loss(self.module(batch["inputs"]), batch["targets"], self.module.item_emb.weight, "ce")
 
-    def score(self, histories: Sequences) -> torch.Tensor:
+    dot_product = True  # score = embed_users(h) @ item_embeddings().T
+
+    def _user_state(self, histories: Sequences) -> torch.Tensor:
         check_items(histories, self.n_items)
         tokens = torch.from_numpy(padded_tokens(histories, self.config.max_len, left=False)).to(self.device)
         out = self.module(tokens)
         kept = np.minimum(histories.lengths, self.config.max_len)
         last = torch.from_numpy(np.maximum(kept - 1, 0)).to(self.device)
-        h = out[torch.arange(len(last), device=self.device), last]
-        return h @ self.module.item_emb.weight[1:].T
+        return out[torch.arange(len(last), device=self.device), last]
+
+    def score(self, histories: Sequences) -> torch.Tensor:
+        return self._user_state(histories) @ self.module.item_emb.weight[1:].T
+
+    def embed_users(self, histories: Sequences) -> np.ndarray:
+        """(n, embedding) projected GRU output after the last item: the vector scored against the item table."""
+        return self.batched_vectors(histories, self._user_state)
 
     def item_embeddings(self) -> np.ndarray:
         return self.module.item_emb.weight[1:].detach().cpu().numpy()

@@ -117,10 +117,19 @@ class SASRec(TorchRecommender):
         return next_item_loss(hidden, batch["targets"], self.module.item_emb.weight, self.config.loss,
                               batch.get("negatives"))
 
-    def score(self, histories: Sequences) -> torch.Tensor:
+    dot_product = True  # score = embed_users(h) @ item_embeddings().T
+
+    def _user_state(self, histories: Sequences) -> torch.Tensor:
         check_items(histories, self.n_items)
         tokens = torch.from_numpy(padded_tokens(histories, self.config.max_len)).to(self.device)
-        return self.module.score_last(tokens)
+        return self.module(tokens)[:, -1]
+
+    def score(self, histories: Sequences) -> torch.Tensor:
+        return self._user_state(histories) @ self.module.item_emb.weight[1:].T
+
+    def embed_users(self, histories: Sequences) -> np.ndarray:
+        """(n, hidden) last-position state: the vector the model scores every item against."""
+        return self.batched_vectors(histories, self._user_state)
 
     def item_embeddings(self) -> np.ndarray:
         return self.module.item_emb.weight[1:].detach().cpu().numpy()

@@ -217,3 +217,27 @@ class TigerHier(GenerativeMixin, TorchRecommender):
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         GenerativeMixin.load_state_dict(self, state)
         self._codes_t = None
+
+    # ------------------------------------------------------------------ user vectors (semrec.users)
+    dot_product = False  # ranks by constrained code decoding; the vectors below are its state, not its scores
+
+    def embed_users(self, histories: Sequences) -> np.ndarray:
+        """(n, d_model) item-level Transformer state after the last item: what the code decoder reads."""
+        codes = torch.as_tensor(self.codes, device=self.config.device)
+
+        def state(h: Sequences) -> torch.Tensor:
+            hist = torch.as_tensor(h.to_padded(self.config.max_history, pad=-1), device=self.config.device)
+            return self.module.last_state(item_codes(codes, hist), hist)
+
+        return self.batched_vectors(histories, state, self.config.decode_batch)
+
+    def item_embeddings(self) -> np.ndarray:
+        """(n_items, d_model) item input vectors (sum of code embeddings + per-item vector): the history side's
+        space, useful for similarity and as CF vectors, but `user @ items.T` is not the model's ranking."""
+        with torch.no_grad():
+            items = torch.arange(self.n_items, device=self.config.device)
+            codes = torch.as_tensor(self.codes, device=self.config.device)
+            x = self.module.emb(self.module.vocab.tokens(codes)).sum(-2)
+            if self.module.item_emb is not None:
+                x = x + self.module.item_emb(torch.where(items < self.module.item_emb.num_embeddings - 1, items + 1, 0))
+        return x.float().cpu().numpy()
