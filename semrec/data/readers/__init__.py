@@ -10,6 +10,7 @@ from semrec.data.readers.movielens import read_movielens
 from semrec.data.readers.recbole import read_recbole
 from semrec.data.readers.s3rec import read_s3rec
 from semrec.data.readers.table import read_table
+from semrec.data.readers.unisrec import read_unisrec
 
 READERS = {
     "amazon": read_amazon,
@@ -19,7 +20,8 @@ READERS = {
     "recbole": read_recbole,
     "s3rec": read_s3rec,
     "table": read_table,
+    "unisrec": read_unisrec,
 }
 
 __all__ = ["READERS", "read_amazon", "read_amazon2023", "read_lcrec", "read_movielens", "read_recbole",
-           "read_s3rec", "read_table"]
+           "read_s3rec", "read_table", "read_unisrec"]
