@@ -40,13 +40,25 @@ def register(cls: type["Recommender"]) -> type["Recommender"]:
     return cls
 
 
+def _model_modules(name: str) -> Iterator[str]:
+    """Where model `name` may live: `semrec.models.<name>`, then `semrec.models.<family>.<name>` for every
+    family sub-package (text/, graph/, ...), so models in sub-packages load lazily like the top-level ones."""
+    mod = name.replace("-", "_")
+    yield f"semrec.models.{mod}"
+    folder = Path(__file__).parent
+    for pkg in sorted(p.name for p in folder.iterdir() if (p / "__init__.py").exists()):
+        yield f"semrec.models.{pkg}.{mod}"
+
+
 def get_model_class(name: str) -> type["Recommender"]:
-    """The registered class for `name`; imports `semrec.models.<name>` on first use (models load lazily)."""
-    if name not in REGISTRY:
+    """The registered class for `name`; imports its module (top level or a family sub-package) on first use."""
+    for module in _model_modules(name):
+        if name in REGISTRY:
+            break
         try:
-            importlib.import_module(f"semrec.models.{name.replace('-', '_')}")
+            importlib.import_module(module)
         except ModuleNotFoundError as e:
-            if e.name != f"semrec.models.{name.replace('-', '_')}":
+            if e.name != module:
                 raise
     if name not in REGISTRY:
         raise ConfigError(f"unknown model {name!r}; available: {', '.join(available_models())}")
@@ -54,9 +66,12 @@ def get_model_class(name: str) -> type["Recommender"]:
 
 
 def available_models() -> list[str]:
-    """Registered names plus model modules in semrec.models not imported yet (files that use `@register`)."""
+    """Registered names plus model modules in semrec.models and its family sub-packages not imported yet
+    (files that use `@register`)."""
     folder = Path(__file__).parent
-    names = {p.stem for p in folder.glob("*.py") if p.stem != "base" and not p.stem.startswith("_")
+    files = [*folder.glob("*.py"), *folder.glob("*/*.py")]
+    names = {p.stem for p in files
+             if p.stem not in ("base", "__init__") and not p.stem.startswith("_")
              and "@register" in p.read_text(errors="ignore")}
     return sorted(names | set(REGISTRY))
 
