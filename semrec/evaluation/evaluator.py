@@ -75,7 +75,9 @@ def evaluate(model: Any, evalset: EvalSet, ks: tuple[int, ...] = (5, 10, 20), ba
                       leave=False):
         rows = order[start:start + batch_size]
         hist = evalset.histories.select(rows)
-        top, _ = model.recommend(hist, k=ks[-1], exclude=hist if exclude_history else None)
+        # models with per-user parameters (graph CF) also get the rows' user indices
+        by_user = {"users": evalset.users[rows]} if getattr(model, "uses_users", False) else {}
+        top, _ = model.recommend(hist, k=ks[-1], exclude=hist if exclude_history else None, **by_user)
         top = np.asarray(top)
         if top.shape != (len(rows), ks[-1]):
             raise ConfigError(f"{type(model).__name__}.recommend returned shape {top.shape}; "

@@ -24,8 +24,8 @@ import torch
 
 from semrec.data.sequences import Sequences
 from semrec.data.splits import EvalSet
-from semrec.errors import ConfigError
-from semrec.io import atomic_dir, read_json, write_json
+from semrec.errors import ConfigError, DataError
+from semrec.io import atomic_dir, load_safetensors, read_json, write_json
 from semrec.training.config import TrainConfig, apply_overrides, config_from_dict
 
 if TYPE_CHECKING:
@@ -146,15 +146,30 @@ class Recommender(ABC):
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> "Recommender":
-        """Rebuild any registered model from its folder."""
-        from safetensors.torch import load_file
-
+        """Rebuild any registered model from its folder; a missing, corrupt or foreign part is a DataError."""
         path = Path(path)
+        fix = "pass a folder written by `semrec train` (RUN_DIR/model) or Recommender.save"
         info = read_json(path / "config.json")
-        model_cls = get_model_class(info["model"]) if cls is Recommender else cls
-        cfg = config_from_dict(model_cls.Config, info["config"], where=str(path / "config.json"))
+        if not isinstance(info.get("model"), str) or not isinstance(info.get("n_items"), int) \
+                or not isinstance(info.get("config"), dict):
+            raise DataError("expected keys 'model' (name), 'n_items' (integer) and 'config' (mapping)",
+                            path=path / "config.json", fix=fix)
+        try:
+            model_cls = get_model_class(info["model"]) if cls is Recommender else cls
+        except ConfigError as e:
+            raise DataError(str(e), path=path / "config.json", field="model", fix=fix) from None
+        try:
+            cfg = config_from_dict(model_cls.Config, info["config"], where=str(path / "config.json"))
+        except (ConfigError, TypeError, ValueError) as e:
+            raise DataError(f"invalid model config: {e}", path=path / "config.json", fix=fix) from None
         model = model_cls.from_extra(info["n_items"], cfg, info.get("extra", {}), device=device)
-        model.load_state_dict(load_file(str(path / "model.safetensors"), device=device))
+        state = load_safetensors(path / "model.safetensors", "model weights", device=device, fix=fix)
+        try:
+            model.load_state_dict(state)
+        except (RuntimeError, KeyError, ValueError, IndexError) as e:
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise DataError(f"the weights do not fit a {info['model']} with this config ({first})",
+                            path=path / "model.safetensors", fix=fix) from None
         return model
 
     @classmethod
@@ -180,11 +195,20 @@ class ScoringRecommender(Recommender):
         """Context in which `score` runs during `recommend` (TorchRecommender: eval mode, no autograd)."""
         return torch.inference_mode()
 
-    def recommend(self, histories: Sequences, k: int = 10, exclude: Sequences | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+    uses_users: ClassVar[bool] = False  # True: `recommend` takes `users=` (models with per-user parameters)
+
+    def score_users(self, histories: Sequences, users: np.ndarray) -> torch.Tensor:
+        """`score` for rows whose user indices (rows of the training sequences) are known; models with
+        per-user parameters (LightGCN, ...) override this and set `uses_users = True`."""
+        return self.score(histories)
+
+    def recommend(self, histories: Sequences, k: int = 10, exclude: Sequences | None = None,
+                  users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k item indices and scores per history; items in `exclude[i]` get -inf and are never returned
-        unless fewer than k items remain."""
+        unless fewer than k items remain. `users`: the rows' user indices, for models with `uses_users`."""
         n = len(histories)
+        if users is not None and len(users) != n:
+            raise ConfigError(f"users has {len(users)} rows but histories has {n}")
         if exclude is not None and len(exclude) != n:
             raise ConfigError(f"exclude has {len(exclude)} rows but histories has {n}")
         k = min(int(k), self.n_items)
@@ -193,7 +217,9 @@ class ScoringRecommender(Recommender):
         with self.scoring():
             for start in range(0, n, self.score_batch_size):
                 rows = np.arange(start, min(start + self.score_batch_size, n))
-                scores = torch.as_tensor(self.score(histories.select(rows)))
+                hist = histories.select(rows)
+                scores = torch.as_tensor(self.score(hist) if users is None
+                                         else self.score_users(hist, np.asarray(users)[rows]))
                 if scores.shape != (len(rows), self.n_items):
                     raise ConfigError(f"{type(self).__name__}.score returned shape {tuple(scores.shape)}; "
                                       f"expected ({len(rows)}, {self.n_items})")
