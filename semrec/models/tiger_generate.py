@@ -77,11 +77,13 @@ class GenerativeMixin:
     # ------------------------------------------------------------------ decoding
     @torch.no_grad()
     def recommend(self, histories: Sequences, k: int = 10, exclude: Sequences | None = None,
-                  users: np.ndarray | None = None, beam: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  users: np.ndarray | None = None, beam: int | None = None, trie: CodeTrie | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k distinct catalogue items per history by generated-code log-probability, best first.
 
         `exclude` drops those items after decoding (the beam is widened by their count, capped at 4x);
-        `users` feeds the hashed user token when the model has one.
+        `users` feeds the hashed user token when the model has one; `trie` restricts decoding to a subset of
+        the catalogue (e.g. `self.trie.subset(mask=...)` for an attribute filter), default: the whole trie.
         """
         if self.module is None:
             raise ConfigError(f"{self.name} is not trained: call fit() or load a saved model")
@@ -102,7 +104,7 @@ class GenerativeMixin:
             extra = 0
             if exclude is not None:
                 extra = int(min(exclude.lengths[s:s + rows].max(initial=0), 3 * beam))
-            items, scores = self._search(hc, u, h, beam + extra, k + extra)
+            items, scores = self._search(hc, u, h, beam + extra, k + extra, trie)
             if exclude is not None:
                 items, scores = _drop_excluded(items, scores, exclude.select(np.arange(s, s + rows)), k)
             out_items[s:s + rows], out_scores[s:s + rows] = items.cpu().numpy(), scores.cpu().numpy()
@@ -112,18 +114,19 @@ class GenerativeMixin:
         """The network's step function for one batch of left-padded histories (codes, user tokens, items)."""
         return self.module.step_fn(hist_codes, users)
 
-    def _search(self, hc: torch.Tensor, users: torch.Tensor, hist: torch.Tensor, beam: int, k: int
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _search(self, hc: torch.Tensor, users: torch.Tensor, hist: torch.Tensor, beam: int, k: int,
+                trie: CodeTrie | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         rows = hc.shape[0]
-        items, scores = beam_search(self.step_fn(hc, users, hist), self.trie, rows, beam, k)
+        trie = self.trie if trie is None else trie
+        items, scores = beam_search(self.step_fn(hc, users, hist), trie, rows, beam, k)
         n_new = int(round(self.config.reserve_new * k))
-        new = self.active & ~self.seen
+        new = trie.active[: len(self.seen)] & ~self.seen
         if n_new == 0 or not new.any():
             return items, scores
         # reserve n_new slots for the best unseen items (a search over their own trie), spread evenly over the
         # list (ranks ceil(j / share) - 1), so every cut-off K holds about share * K of them; the other slots
         # keep the normal search's order. Scores stay the model's own log-probabilities.
-        new_trie = self.trie.subset(mask=new)
+        new_trie = trie.subset(mask=new)
         n_new = min(n_new, int(new.sum()))
         new_items, new_scores = beam_search(self.step_fn(hc, users, hist), new_trie, rows, max(beam, n_new), n_new)
         is_new = torch.as_tensor(new, device=items.device)[items.clamp(min=0)] & (items >= 0)

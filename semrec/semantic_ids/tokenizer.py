@@ -177,15 +177,24 @@ class Tokenizer(ABC):
             existing = self.codes if need_last else self.raw_codes
             out[new] = resolve(raw, self.config.collisions, last, existing=existing)
             if add:
-                start = len(self.codes)
-                self.raw_codes = np.concatenate([self.raw_codes, raw])
-                self.codes = np.concatenate([self.codes, out[new]])
-                self._set_fingerprints(np.concatenate([self._fp, fingerprints(np.asarray(vectors)[new])]))
-                if self.item_ids is not None:
-                    ids = ([str(item_ids[i]) for i in new] if item_ids is not None
-                           else [f"new-{start + i}" for i in range(len(new))])
-                    self.item_ids += ids
+                ids = [str(item_ids[i]) for i in new] if item_ids is not None else None
+                self.extend(np.asarray(vectors)[new], out[new], ids, raw=raw)
         return out
+
+    def extend(self, vectors: np.ndarray, codes: np.ndarray, item_ids: list[str] | None = None,
+               raw: np.ndarray | None = None) -> None:
+        """Append items with already-assigned final codes to the table (what `encode(add=True)` does after
+        choosing codes), e.g. to restore items a server added earlier without re-deciding their codes."""
+        codes = np.asarray(codes, dtype=np.int64).reshape(len(vectors), self.codes.shape[1])
+        if raw is None:  # `append` added one level to the raw code; the other modes keep its length
+            raw = codes[:, : self.raw_codes.shape[1]]
+        start = len(self.codes)
+        self.raw_codes = np.concatenate([self.raw_codes, np.asarray(raw, dtype=np.int64)])
+        self.codes = np.concatenate([self.codes, codes])
+        self._set_fingerprints(np.concatenate([self._fp, fingerprints(np.asarray(vectors))]))
+        if self.item_ids is not None:
+            self.item_ids += ([str(i) for i in item_ids] if item_ids is not None
+                              else [f"new-{start + i}" for i in range(len(codes))])
 
     def table(self) -> CodeTable:
         """The fitted items' final codes as a CodeTable (row = item_idx)."""
