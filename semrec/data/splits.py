@@ -156,6 +156,33 @@ def cold_start_split(ds: Dataset, fraction: float = 0.05, seed: int = 0, min_len
                  "cold-start", {"fraction": fraction, "seed": seed, "min_length": min_length}, cold)
 
 
+def mmrec_split(ds: Dataset, valid: float = 0.1, test: float = 0.1, min_length: int = 3) -> Split:
+    """The MMRec protocol (FREEDOM, LIRDRec, ...): each user's chronological sequence is cut 8:1:1.
+
+    Per user with n >= `min_length` interactions: the last max(1, round(test * n)) items are test targets, the
+    max(1, round(valid * n)) before them validation targets, the rest training (shorter users train only).
+    Rows hold all of a user's targets, and both histories are the training part: the model never sees validation
+    items (as in MMRec). Evaluate with exclude_history=True to rank all items except the user's training items.
+    """
+    seqs = ds.sequences()
+    n = seqs.lengths
+    eligible = n >= min_length
+    n_test = np.where(eligible, np.maximum(1, np.floor(test * n + 0.5)), 0).astype(np.int64)
+    n_valid = np.where(eligible, np.maximum(1, np.floor(valid * n + 0.5)), 0).astype(np.int64)
+    users = np.repeat(np.arange(len(seqs)), n)
+    from_end = n[users] - (np.arange(len(seqs.items)) - seqs.offsets[users])  # 1 = the user's last item
+    bucket = np.where(from_end <= n_test[users], 2, np.where(from_end <= (n_test + n_valid)[users], 1, 0))
+
+    def part(b: int) -> Sequences:
+        return Sequences.from_lengths(np.bincount(users[bucket == b], minlength=len(seqs)), seqs.items[bucket == b])
+
+    train, rows = part(0), np.flatnonzero(eligible)
+    hist = train.select(rows)
+    return Split(train, EvalSet(rows, hist, part(1).select(rows)), EvalSet(rows, hist, part(2).select(rows)),
+                 ds.n_items, "mmrec", {"valid": valid, "test": test, "min_length": min_length,
+                                       "protocol": "mmrec-8-1-1"})
+
+
 def targets_are_cold(es: EvalSet, cold_items: np.ndarray, n_items: int) -> np.ndarray:
     """Boolean mask of evaluation rows whose (first) target item is cold."""
     is_cold = np.zeros(n_items, dtype=bool)
@@ -164,5 +191,5 @@ def targets_are_cold(es: EvalSet, cold_items: np.ndarray, n_items: int) -> np.nd
 
 
 SPLITS = {"leave-one-out": leave_one_out, "temporal": temporal_split, "random": random_split,
-          "cold-start": cold_start_split}
+          "cold-start": cold_start_split, "mmrec": mmrec_split}
 

@@ -98,3 +98,25 @@ def save_vectors(path: str | Path, vectors: np.ndarray, metadata: dict[str, str]
         save_file({"vectors": np.ascontiguousarray(vectors, dtype=np.float32)}, str(tmp),
                   metadata={k: str(v) for k, v in (metadata or {}).items()})
     return path
+
+
+def load_item_features(path: str | Path, n_items: int, item_ids: list[str] | np.ndarray | None = None
+                       ) -> np.ndarray:
+    """(n_items, dim) float32 features for a catalogue of `n_items`, from `.npy`/`.safetensors`/`.parquet`
+    (via `load_vectors`) or a raw row-major float32 file (MMRec/MISSRec `*.feat*`, no header: dim = bytes /
+    4 / n_items). A file whose row count is not the catalogue's is rejected, naming both counts."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError("feature file not found", path=path, fix="pass an existing file (row i = item_idx i)")
+    if path.suffix in (".npy", ".safetensors", ".parquet"):
+        vectors = load_vectors(path, item_ids if path.suffix == ".parquet" else None)
+    else:
+        size = path.stat().st_size
+        if size == 0 or size % (4 * n_items):
+            raise DataError(f"{size} bytes is not a whole number of float32 rows for {n_items} items",
+                            path=path, fix="a raw feature file must hold n_items x dim float32 values, row = item_idx")
+        vectors = _check(np.fromfile(path, dtype=np.float32).reshape(n_items, -1), path)
+    if len(vectors) != n_items:
+        raise DataError(f"{len(vectors)} feature rows but the catalogue has {n_items} items", path=path,
+                        fix="export one row per item in item_idx order")
+    return vectors

@@ -1,0 +1,180 @@
+"""Graph CF: normalised adjacency, propagation, edge pruning, kNN graphs, the MMRec split, feature loading and
+the graph models (LightGCN, NGCF, FREEDOM, LIRDRec, AlphaRec) on small graphs and the synthetic catalogue."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from semrec.data.sequences import Sequences
+from semrec.errors import DataError
+from semrec.models.graph.adjacency import (interaction_edges, knn_graph, normalized_adjacency, propagate,
+                                           prune_edges)
+
+# 3 users, 2 items: u0-{i0, i1}, u1-{i0}, u2-{i1, i1 repeated}
+TRAIN = Sequences.from_lists([[0, 1], [0], [1, 1]])
+
+
+def dense_reference(n_users: int, n_items: int, pairs: list[tuple[int, int]]) -> np.ndarray:
+    a = np.zeros((n_users + n_items,) * 2)
+    for u, i in pairs:
+        a[u, n_users + i] = a[n_users + i, u] = 1.0
+    d = a.sum(1)
+    inv = np.where(d > 0, 1 / np.sqrt(np.maximum(d, 1e-12)), 0.0)
+    return inv[:, None] * a * inv[None, :]
+
+
+def test_edges_are_unique_pairs():
+    assert interaction_edges(TRAIN, 2).tolist() == [[0, 0, 1, 2], [0, 1, 0, 1]]
+
+
+def test_normalized_adjacency_matches_hand_computation():
+    adj = normalized_adjacency(torch.from_numpy(interaction_edges(TRAIN, 2)), 3, 2).to_dense().numpy()
+    # deg: u0=2, u1=1, u2=1, i0=2, i1=2  -> L[u0,i0] = 1/sqrt(2*2) = .5, L[u1,i0] = 1/sqrt(1*2)
+    assert adj[0, 3] == pytest.approx(0.5)
+    assert adj[1, 3] == pytest.approx(1 / np.sqrt(2))
+    assert adj[2, 4] == pytest.approx(1 / np.sqrt(2))
+    np.testing.assert_allclose(adj, dense_reference(3, 2, [(0, 0), (0, 1), (1, 0), (2, 1)]), atol=1e-7)
+    np.testing.assert_allclose(adj, adj.T)
+
+
+def test_lightgcn_propagation_on_five_nodes_equals_dense_reference():
+    torch.manual_seed(0)
+    x = torch.randn(5, 4)
+    adj = normalized_adjacency(torch.from_numpy(interaction_edges(TRAIN, 2)), 3, 2)
+    dense = torch.from_numpy(dense_reference(3, 2, [(0, 0), (0, 1), (1, 0), (2, 1)])).float()
+    ref = (x + dense @ x + dense @ dense @ x + dense @ dense @ dense @ x) / 4
+    torch.testing.assert_close(propagate(adj, x, 3), ref, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(propagate(adj, x, 1, reduce="sum"), x + dense @ x, atol=1e-6, rtol=1e-5)
+
+
+def test_knn_graph_links_each_item_to_its_top_k_cosine_neighbours():
+    feats = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [-1.0, 0.05]])
+    g = knn_graph(feats, k=2, chunk=2).to_dense()
+    x = torch.nn.functional.normalize(feats, dim=1)
+    expected = torch.topk(x @ x.T, 2, dim=1).indices
+    for row in range(5):
+        assert set(torch.nonzero(g[row]).flatten().tolist()) == set(expected[row].tolist())
+        assert row in torch.nonzero(g[row]).flatten().tolist()  # itself is its nearest neighbour
+    assert set(torch.nonzero(g[0]).flatten().tolist()) == {0, 1}
+    assert set(torch.nonzero(g[4]).flatten().tolist()) == {4, 2}  # cos .05 with [0, 1] beats -1 with [1, 0]
+    torch.testing.assert_close(g[g > 0], torch.full((10,), 0.5))  # D^-1/2 S D^-1/2 with D = k = 2
+
+
+def test_prune_edges_keeps_fraction_and_prefers_edges_between_rare_nodes():
+    # user 0 and item 0 are hubs; edges (u, i) for u in 1..40 to item 1..40 are degree-1 pairs
+    hub = [(0, i) for i in range(41)] + [(u, 0) for u in range(1, 41)]
+    rare = [(u, u) for u in range(1, 41)]
+    edges = torch.tensor(hub + rare).T
+    kept_rare = kept_hub = 0
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        adj = prune_edges(edges, 41, 41, drop=0.5, generator=g)
+        nz = adj.indices()
+        pairs = {(int(a), int(b) - 41) for a, b in zip(*nz) if a < 41}
+        assert len(pairs) == int(len(hub + rare) * 0.5)
+        kept_rare += sum(p in pairs for p in rare)
+        kept_hub += sum(p in pairs for p in hub)
+        # renormalised on the kept graph: every value is 1/sqrt(deg u * deg i) of the pruned degrees
+        dense = adj.to_dense()
+        deg = (dense > 0).sum(1).float()
+        r, c = nz
+        torch.testing.assert_close(adj.values(), (deg[r] * deg[c]).rsqrt())
+    assert kept_rare / (20 * len(rare)) > 0.8 > kept_hub / (20 * len(hub))
+    assert prune_edges(edges, 41, 41, drop=0.0)._nnz() == 2 * len(hub + rare)
+
+
+def test_mmrec_split_cuts_each_user_8_1_1_in_time_order():
+    import polars as pl
+
+    from semrec.data.dataset import Dataset
+    from semrec.data.splits import SPLITS, mmrec_split
+
+    seq20 = list(range(20))
+    inter = pl.DataFrame({"user_id": ["a"] * 20 + ["b"] * 5 + ["c"] * 2,
+                          "item_id": [str(i) for i in seq20 + [0, 1, 2, 3, 4] + [5, 6]],
+                          "timestamp": list(range(20)) + list(range(5)) + [0, 1]})
+    ds = Dataset.build(inter)
+    sp = mmrec_split(ds)
+    assert SPLITS["mmrec"] is mmrec_split
+    assert sp.train.to_lists() == [list(range(16)), [0, 1, 2], [5, 6]]
+    assert sp.valid.users.tolist() == [0, 1]  # c has 2 interactions: training only
+    assert sp.valid.targets.to_lists() == [[16, 17], [3]]
+    assert sp.test.targets.to_lists() == [[18, 19], [4]]
+    assert sp.test.histories.to_lists() == [list(range(16)), [0, 1, 2]]  # validation items never seen
+    assert sp.options["protocol"] == "mmrec-8-1-1"
+
+
+def test_feature_loader_rejects_row_count_mismatch(tmp_path):
+    from semrec.features.precomputed import load_item_features
+
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    x.tofile(tmp_path / "f.feat1CLS")
+    np.testing.assert_array_equal(load_item_features(tmp_path / "f.feat1CLS", 4), x)
+    with pytest.raises(DataError, match="not a whole number of float32 rows for 5 items"):
+        load_item_features(tmp_path / "f.feat1CLS", 5)
+    np.save(tmp_path / "f.npy", x)
+    with pytest.raises(DataError, match="4 feature rows but the catalogue has 6 items"):
+        load_item_features(tmp_path / "f.npy", 6)
+
+
+# ---------------------------------------------------------------------- models on the synthetic catalogue
+@pytest.fixture(scope="module")
+def synth_split():
+    from semrec.data import leave_one_out, synthetic_dataset
+    from semrec.data.synthetic import SyntheticConfig
+
+    ds = synthetic_dataset(SyntheticConfig(n_users=800, n_items=300, seed=1))
+    return ds, leave_one_out(ds)
+
+
+def _fit(name: str, n_items: int, split, **overrides):
+    from semrec.models import get_model_class
+
+    torch.set_num_threads(1)
+    opts = {"train.progress": False, "train.patience": 0} | overrides
+    return get_model_class(name)(n_items, **opts).fit(split.train, split.valid)
+
+
+def test_lightgcn_bpr_loss_decreases_and_beats_popularity(synth_split):
+    from semrec.evaluation import evaluate
+    from semrec.models import MostPop
+
+    ds, sp = synth_split
+    m = _fit("lightgcn", ds.n_items, sp, epochs=8, **{"train.lr": 5e-3})
+    losses = [r["loss"] for r in m.history.records]
+    assert losses[-1] < losses[0] - 0.1 and all(b < a for a, b in zip(losses, losses[1:]))
+    ours = evaluate(m, sp.test).metrics["recall@20"]
+    pop = evaluate(MostPop(ds.n_items).fit(sp.train), sp.test).metrics["recall@20"]
+    assert ours > pop
+
+
+def test_sampled_softmax_and_ngcf_train(synth_split):
+    ds, sp = synth_split
+    for name, extra in (("lightgcn", {"loss": "sampled-softmax"}), ("ngcf", {})):
+        m = _fit(name, ds.n_items, sp, epochs=3, **extra)
+        losses = [r["loss"] for r in m.history.records]
+        assert losses[-1] < losses[0], (name, losses)
+
+
+def test_graph_model_scores_by_user_index_and_round_trips(synth_split, tmp_path):
+    from semrec.evaluation import evaluate
+    from semrec.models import Recommender
+
+    ds, sp = synth_split
+    m = _fit("lightgcn", ds.n_items, sp, epochs=2)
+    users = sp.test.users[:7]
+    u, items = m.final_vectors()
+    expected = torch.topk(u[torch.from_numpy(users)] @ items.T, 10).indices.numpy()
+    ids, _ = m.recommend(sp.test.histories.select(np.arange(7)), k=10, users=users)
+    np.testing.assert_array_equal(ids, expected)
+    m.save(tmp_path / "m")
+    back = Recommender.load(tmp_path / "m")
+    ids2, _ = back.recommend(sp.test.histories.select(np.arange(7)), k=10, users=users)
+    np.testing.assert_array_equal(ids2, expected)
+    assert evaluate(back, sp.test).metrics == evaluate(m, sp.test).metrics
+    # a history without a user index is folded in (mean of its items' vectors)
+    ids3, _ = m.recommend(sp.test.histories.select(np.arange(2)), k=5)
+    fold = torch.stack([items[torch.from_numpy(sp.test.histories[i])].mean(0) for i in range(2)])
+    np.testing.assert_array_equal(ids3, torch.topk(fold @ items.T, 5).indices.numpy())
