@@ -1,0 +1,187 @@
+"""semrec.users: exported vectors reproduce model scores, indexes reproduce recommend, safe vector files,
+look-alikes, user semantic IDs, and the CLI end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from semrec.data import SyntheticConfig, leave_one_out, synthetic_dataset
+from semrec.errors import DataError, OutputError
+from semrec.models import UserVectors, get_model_class
+from semrec.users import (ITEM_KIND, USER_KIND, IndexConfig, VectorIndex, VectorTable, expand_segment,
+                          export_items, export_users, fit_user_ids, recall_overlap, segments, similar_users)
+
+
+@pytest.fixture(scope="module")
+def split():
+    return leave_one_out(synthetic_dataset(SyntheticConfig(n_users=300, n_items=120, seed=5)))
+
+
+@pytest.fixture(scope="module")
+def fitted(split):
+    torch.set_num_threads(1)
+    models = {}
+    for name, opts in (("sasrec", {"loss": "ce"}), ("gru4rec", {}), ("bert4rec", {})):
+        models[name] = get_model_class(name)(split.n_items, epochs=2, progress=False, **opts).fit(split.train)
+    return models
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "bert4rec"])
+def test_user_vectors_times_item_vectors_equal_model_scores(fitted, split, name):
+    model = fitted[name]
+    assert isinstance(model, UserVectors) and model.dot_product
+    hist = split.test.histories
+    users, items = model.embed_users(hist), model.item_embeddings()
+    assert users.dtype == np.float32 and items.dtype == np.float32
+    assert users.shape[0] == len(hist) and items.shape == (split.n_items, users.shape[1])
+    with model.scoring():
+        scores = model.score(hist).numpy()
+    np.testing.assert_allclose(users @ items.T, scores, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
+def test_exact_index_top10_equals_recommend_with_and_without_exclusion(fitted, split, name, tmp_path):
+    model, es = fitted[name], split.test
+    users = export_users(model, es.histories, es.users, es.users.astype(str))
+    items = export_items(model, np.arange(split.n_items).astype(str))
+    VectorIndex.build(items.vectors, ids=items.ids).save(tmp_path / "idx")
+    index = VectorIndex.load(tmp_path / "idx")
+    for exclude in (None, es.histories):
+        own, own_s = model.recommend(es.histories, k=10, exclude=exclude)
+        found, found_s = index.search(users.vectors, 10, exclude=exclude)
+        assert (found == own).all(1).mean() == 1.0
+        np.testing.assert_allclose(found_s, own_s, rtol=1e-4, atol=1e-4)
+
+
+def test_vector_files_round_trip_and_are_written_safely(fitted, split, tmp_path):
+    model, es = fitted["sasrec"], split.test
+    path = tmp_path / "users.parquet"
+    table = export_users(model, es.histories, es.users, np.array([f"u{u}" for u in es.users]), path)
+    df = pl.read_parquet(path)
+    assert df.columns == ["user_idx", "user_id", "vector"]
+    assert df.schema["user_idx"] == pl.Int64 and df.schema["user_id"] == pl.Utf8
+    assert df.schema["vector"] == pl.Array(pl.Float32, 64) and df.height == len(es)
+    back = VectorTable.load(path, USER_KIND)
+    np.testing.assert_array_equal(back.vectors, table.vectors)
+    assert back.meta["model"] == "sasrec" and back.meta["dot_product"] is True
+    assert back.row_of([f"u{es.users[3]}"]).tolist() == [3]
+    with pytest.raises(DataError, match="unknown user id"):
+        back.row_of(["nobody"])
+    with pytest.raises(OutputError, match="--overwrite"):
+        export_users(model, es.histories, es.users, es.users.astype(str), path)
+    export_users(model, es.histories, es.users, es.users.astype(str), path, overwrite=True)
+    foreign = tmp_path / "notes.parquet"
+    foreign.write_text("mine")
+    with pytest.raises(OutputError, match="not a semrec"):
+        export_items(model, np.arange(split.n_items).astype(str), foreign, overwrite=True)
+    assert foreign.read_text() == "mine"
+    with pytest.raises(DataError, match="not a semrec item-vectors"):
+        VectorTable.load(path, ITEM_KIND)
+
+
+def _clustered(n: int, d: int = 16, centres: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((centres, d)).astype(np.float32) * 3
+    label = rng.integers(0, centres, n)
+    return (c[label] + rng.standard_normal((n, d)).astype(np.float32) * 0.5), label
+
+
+@pytest.mark.parametrize("kind,opts", [("ivf", {"nlist": 20, "nprobe": 5}), ("hnsw", {"ef_search": 200})])
+def test_faiss_indexes_agree_with_exact_and_survive_save_load(kind, opts, tmp_path):
+    items, _ = _clustered(3000)
+    queries, _ = _clustered(200, seed=1)
+    truth, _ = VectorIndex.build(items).search(queries, 10)
+    index = VectorIndex.build(items, IndexConfig(kind=kind, threads=1, **opts))
+    found, scores = index.search(queries, 10)
+    assert recall_overlap(found, truth) >= 0.9
+    assert (np.diff(scores, axis=1) <= 1e-5).all()  # best first
+    index.save(tmp_path / kind)
+    again, _ = VectorIndex.load(tmp_path / kind).search(queries, 10)
+    np.testing.assert_array_equal(again, found)
+    assert recall_overlap(truth, truth) == 1.0
+
+
+def test_lookalikes_find_the_seed_cluster():
+    vecs, label = _clustered(600, centres=6, seed=2)
+    seeds = np.flatnonzero(label == 3)[:20]
+    for method in ("centroid", "max", "mean"):
+        rows, _ = expand_segment(vecs, seeds, k=50, method=method)
+        assert not np.isin(rows, seeds).any()
+        assert (label[rows] == 3).mean() >= 0.9
+    near, sims = similar_users(vecs, np.array([0, 1]), k=5)
+    assert near.shape == (2, 5) and 0 not in near[0] and (label[near[0]] == label[0]).all()
+    assert (np.diff(sims, axis=1) <= 1e-6).all()
+
+
+def test_user_semantic_ids_group_similar_users():
+    vecs, label = _clustered(500, centres=4, seed=3)
+    tok = fit_user_ids(vecs, [f"u{i}" for i in range(500)], n_levels=2, codebook_size=4)
+    assert tok.codes.shape[0] == 500 and len(np.unique(tok.codes, axis=0)) == 500  # collision-free
+    groups = segments(tok.codes, depth=1)
+    purity = sum(np.bincount(label[g]).max() for g in groups.values()) / 500
+    assert purity >= 0.9
+    assert (tok.encode(vecs[:5]) == tok.codes[:5]).all()
+
+
+def test_tiger_hier_exposes_state_but_is_not_dot_product(split):
+    from semrec.models.tiger_hier import TigerHier
+
+    codes = np.stack([np.arange(split.n_items) % 8, np.arange(split.n_items) // 8], 1)
+    model = TigerHier(split.n_items, codes=codes, epochs=1, progress=False, d_model=32, d_ff=64, n_heads=2,
+                      d_head=16).fit(split.train)
+    assert model.dot_product is False
+    assert model.embed_users(split.test.histories).shape == (len(split.test), 32)
+    assert model.item_embeddings().shape == (split.n_items, 32)
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def _app():
+    from semrec.cli import _register, app
+    from semrec.cli import users as users_cli
+
+    _register()
+    if not any(g.name == "users" for g in app.registered_groups):
+        users_cli.register(app)
+    return app
+
+
+def _ok(result):
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.output
+
+
+def test_cli_embed_index_search_similar_lookalike_ids(tmp_path):
+    app, runner = _app(), CliRunner()
+    data, run = tmp_path / "syn", tmp_path / "run"
+    synthetic_dataset(SyntheticConfig(n_users=200, n_items=80, seed=7)).save(data)
+    _ok(runner.invoke(app, ["train", "sasrec", "--data", str(data), "--out", str(run), "--set", "epochs=1",
+                            "--set", "loss=ce"]))
+    users, items = tmp_path / "users.parquet", tmp_path / "items.parquet"
+    _ok(runner.invoke(app, ["users", "embed", str(run), "--out", str(users)]))
+    _ok(runner.invoke(app, ["items", "embed", str(run), "--out", str(items)]))
+    assert pl.read_parquet(users).height == 200 and pl.read_parquet(items).height == 80
+    bad = runner.invoke(app, ["users", "embed", str(run), "--out", str(users)])
+    assert bad.exit_code != 0 and "--overwrite" in str(bad.exception) + bad.output
+    _ok(runner.invoke(app, ["users", "embed", str(run), "--split", "all", "--out", str(users), "--overwrite"]))
+    for kind in ("exact", "hnsw"):
+        _ok(runner.invoke(app, ["index", "build", str(items), "--kind", kind, "--out", str(tmp_path / kind)]))
+    recs = tmp_path / "recs.parquet"
+    _ok(runner.invoke(app, ["index", "search", str(tmp_path / "exact"), "--users", str(users), "-k", "5",
+                            "--out", str(recs)]))
+    frame = pl.read_parquet(recs)
+    assert frame.height == 200 * 5 and frame["rank"].max() == 5
+    uid = frame["user_id"][0]
+    out = _ok(runner.invoke(app, ["users", "similar", str(users), uid, "-k", "3", "--json"]))
+    assert out.count("user_id") == 3 and f'"{uid}"' not in out
+    seg = tmp_path / "seg.parquet"
+    seeds = ",".join(frame["user_id"].unique(maintain_order=True).head(5).to_list())
+    _ok(runner.invoke(app, ["users", "lookalike", str(users), "--seeds", seeds, "-k", "10", "--out", str(seg)]))
+    assert pl.read_parquet(seg).height == 10
+    _ok(runner.invoke(app, ["users", "ids", "fit", str(users), "--levels", "2", "--codebook-size", "8",
+                            "--out", str(tmp_path / "uids")]))
+    codes = pl.read_parquet(tmp_path / "uids" / "user_codes.parquet")
+    assert codes.height == 200 and codes["codes"].list.len().min() >= 2
