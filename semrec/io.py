@@ -180,18 +180,74 @@ def atomic_dir(path: str | Path, kind: str, overwrite: bool = True) -> Iterator[
     try:
         yield tmp
         write_marker(tmp, kind)
-        check_output(path, kind, overwrite)  # the path may have changed while the block ran
-        if path.exists():
-            old = _new_temp(path, is_dir=True)
-            os.rmdir(old)
-            os.replace(path, old)
-            os.replace(tmp, path)
-            _remove(old)
-        else:
-            os.replace(tmp, path)
+        swap_into_place(tmp, path, kind, overwrite)
     finally:
         if tmp.exists():
             _remove(tmp)
+
+
+def swap_into_place(tmp: Path, path: Path, kind: str, overwrite: bool) -> None:
+    """Rename the finished folder `tmp` onto `path`, replacing an existing `kind` folder only if allowed."""
+    check_output(path, kind, overwrite)  # the path may have changed while the work ran
+    if path.exists():
+        old = _new_temp(path, is_dir=True)
+        os.rmdir(old)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        _remove(old)
+    else:
+        os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- resumable outputs
+def partial_dir(path: str | Path) -> Path:
+    """Where a long, resumable job (training) builds `path`: the hidden sibling `.NAME.partial`."""
+    path = Path(path)
+    return path.parent / f".{path.name}.partial"
+
+
+def marker_info(folder: str | Path) -> dict[str, Any]:
+    try:
+        info = json.loads((Path(folder) / MARKER).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def open_partial(path: str | Path, kind: str, resume: bool = False) -> Path:
+    """The `.NAME.partial` folder to build `path` in, marked incomplete and owned by this process.
+
+    Without `resume` a partial folder left by a dead process is removed first; with `resume` it is kept (or,
+    when only a finished `path` exists, copied from it) so the job continues where it stopped. A partial folder
+    whose writer is still alive is refused.
+    """
+    from semrec.errors import OutputError
+
+    path = Path(path)
+    part = partial_dir(path)
+    if part.exists():
+        pid = marker_info(part).get("pid")
+        if isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid):
+            raise OutputError(f"another semrec process (pid {pid}) is writing {path}",
+                              fix="wait for it to finish, or choose another --out")
+        if not resume:
+            _remove(part)
+    if not part.exists():
+        part.parent.mkdir(parents=True, exist_ok=True)
+        if resume and path.is_dir() and folder_kind(path) == kind:
+            shutil.copytree(path, part, symlinks=True)
+        else:
+            part.mkdir()
+    write_marker(part, kind, complete=False, pid=os.getpid())
+    return part
+
+
+def commit_partial(path: str | Path, kind: str, overwrite: bool) -> None:
+    """Mark the partial folder of `path` complete and swap it into place."""
+    path = Path(path)
+    part = partial_dir(path)
+    write_marker(part, kind, complete=True)
+    swap_into_place(part, path, kind, overwrite)
 
 
 def write_json(path: str | Path, obj: Any) -> None:
@@ -223,3 +279,100 @@ def read_json(path: str | Path, expect: type | None = dict) -> Any:
         raise DataError(f"expected a JSON {expect.__name__}, found {type(obj).__name__}", path=path,
                         fix="pass the file semrec wrote, or repair it")
     return obj
+
+
+# ---------------------------------------------------------------------------- reading semrec's own files
+def _must_exist(path: Path, what: str, fix: str) -> None:
+    from semrec.errors import DataError
+
+    if not path.exists():
+        raise DataError(f"{what} not found", path=path, fix=fix)
+    if path.is_dir():
+        raise DataError(f"is a folder, expected a {what}", path=path, fix=fix)
+
+
+def read_parquet(path: str | Path, what: str = "Parquet table", columns: dict[str, str] | None = None,
+                 fix: str = "re-create it with the semrec command that wrote it") -> Any:
+    """A polars DataFrame from `path`; a missing, truncated or foreign file, or one lacking `columns`
+    ({name: kind}, kind one of 'int', 'float', 'str', 'any'), is a DataError naming the file."""
+    import polars as pl
+
+    from semrec.errors import DataError
+
+    path = Path(path)
+    _must_exist(path, what, fix)
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head != b"PAR1":
+        raise DataError(f"not a Parquet file (starts with {head!r}); expected the {what}", path=path, fix=fix)
+    try:
+        df = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as e:
+        raise DataError(f"unreadable Parquet ({str(e).splitlines()[0][:160]})", path=path, fix=fix) from None
+    for name, kind in (columns or {}).items():
+        if name not in df.columns:
+            raise DataError(f"the {what} has no column {name!r} (columns: {df.columns})", path=path, field=name,
+                            fix=fix)
+        dtype = df.schema[name]
+        ok = {"int": dtype.is_integer(), "float": dtype.is_numeric(), "str": dtype in (pl.String, pl.Categorical),
+              "any": True}[kind]
+        if not ok:
+            raise DataError(f"column {name!r} has type {dtype}, expected {kind}", path=path, field=name, fix=fix)
+    return df
+
+
+def load_safetensors(path: str | Path, what: str = "weights file", device: str = "cpu",
+                     fix: str = "re-create it with the semrec command that wrote it") -> dict[str, Any]:
+    """Tensors of a safetensors file; a missing, truncated or foreign file is a DataError naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from semrec.errors import DataError
+
+    path = Path(path)
+    _must_exist(path, what, fix)
+    try:
+        return load_file(str(path), device=device)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise DataError(f"not a readable safetensors {what} ({str(e).splitlines()[0][:160]})", path=path,
+                        fix=fix) from None
+
+
+def safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata header of a safetensors file ({} when it has none or is not safetensors)."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            if n > 100_000_000:
+                return {}
+            header = json.loads(f.read(n))
+        meta = header.get("__metadata__", {}) if isinstance(header, dict) else {}
+        return meta if isinstance(meta, dict) else {}
+    except (OSError, struct.error, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+
+
+def load_npz(path: str | Path, keys: tuple[str, ...] = (), what: str = "array file",
+             fix: str = "re-create it with the semrec command that wrote it") -> dict[str, Any]:
+    """Arrays of an .npz file, loaded eagerly without pickle; truncated/foreign files or missing `keys` are a
+    DataError naming the file."""
+    import zipfile
+
+    import numpy as np
+
+    from semrec.errors import DataError
+
+    path = Path(path)
+    _must_exist(path, what, fix)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as e:
+        raise DataError(f"not a readable .npz {what} ({str(e).splitlines()[0][:160]})", path=path,
+                        fix=fix) from None
+    missing = [k for k in keys if k not in arrays]
+    if missing:
+        raise DataError(f"the {what} lacks arrays {missing}", path=path, fix=fix)
+    return arrays

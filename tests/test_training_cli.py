@@ -64,7 +64,7 @@ def test_build_model_layers_config_sources_and_errors(tmp_path):
 
 def test_cli_errors_are_one_line(data_dir, tmp_path):
     res = runner.invoke(app, ["evaluate", str(tmp_path / "nope")])
-    assert isinstance(res.exception, DataError) and "not a semrec run folder" in str(res.exception)
+    assert isinstance(res.exception, DataError) and "run folder not found" in str(res.exception)
     res = runner.invoke(app, ["train", "nope", "--data", str(data_dir), "--out", str(tmp_path / "r")])
     assert isinstance(res.exception, ConfigError) and "unknown model 'nope'" in str(res.exception)
 

@@ -197,7 +197,7 @@ def report(run_dir: Path = typer.Argument(..., help="Folder written by `semrec i
     if paths and all(Path(p).exists() for p in paths):
         x = _load_inputs(paths, None if vectors else info.get("weights"))
         if len(x) != len(tok.raw_codes):
-            err.print(f"[yellow]{len(x):,} vectors for {len(tok.raw_codes):,} items: coherence skipped[/]")
+            err.print(f"{len(x):,} vectors for {len(tok.raw_codes):,} items: coherence skipped", style="yellow")
             x = None
     diag = diagnostics(tok.raw_codes, tok.codes, tok.codebook_sizes, x)
     write_json(run_dir / "diagnostics.json", diag)

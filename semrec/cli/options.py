@@ -1,21 +1,83 @@
-"""Parsing of repeatable `key=value` options shared by every command (`-o`, `--option`, `--set`)."""
+"""Options shared by every command, validated before any work or write: `key=value` lists (`-o`, `--set`),
+cut-offs, devices, threads, and the `--overwrite` / `--threads` / `--device` declarations themselves."""
 
 from __future__ import annotations
 
 import json
+from typing import Annotated, Optional
+
+import typer
 
 from semrec.errors import ConfigError
+
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output of the same kind "
+                                         "(semrec never replaces folders or files it did not write).")]
+Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help="torch CPU threads (default: torch's; "
+                                                "1 is fastest on a busy 2-core machine).")]
+Device = Annotated[str, typer.Option("--device", help="torch device: cpu, cuda, cuda:1, mps.")]
 
 
 def parse_key_values(pairs: list[str], flag: str = "--option") -> dict[str, object]:
     """`key=value` pairs to a dict; values parsed as JSON when possible (ints, floats, lists, null)."""
     opts: dict[str, object] = {}
     for pair in pairs:
-        if "=" not in pair:
+        if "=" not in pair or not pair.split("=", 1)[0].strip():
             raise ConfigError(f"{flag} {pair!r} is not key=value (e.g. {flag} item_text=path/items.json)")
         key, value = pair.split("=", 1)
         try:
-            opts[key.replace("-", "_")] = json.loads(value)
+            opts[key.strip().replace("-", "_")] = json.loads(value)
         except json.JSONDecodeError:
-            opts[key.replace("-", "_")] = value
+            opts[key.strip().replace("-", "_")] = value
     return opts
+
+
+def parse_ks(text: str, flag: str = "--ks") -> tuple[int, ...]:
+    """'5,10,20' -> (5, 10, 20): distinct cut-offs >= 1, sorted."""
+    try:
+        ks = tuple(sorted({int(k) for k in text.split(",") if k.strip()}))
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: give comma-separated whole numbers, e.g. {flag} 5,10,20") from None
+    if not ks:
+        raise ConfigError(f"{flag} needs at least one cut-off, e.g. {flag} 5,10,20")
+    if ks[0] < 1:
+        raise ConfigError(f"{flag} {text!r}: cut-offs must be >= 1")
+    return ks
+
+
+def check_device(device: str | None) -> str | None:
+    """`device` if torch can use it here, else a ConfigError saying which devices exist."""
+    if device is None:
+        return None
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device {device!r} is not a device name; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cpu":
+        return device
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ConfigError(f"--device {device}: this torch build sees no CUDA GPU (fix: --device cpu)")
+        if dev.index is not None and dev.index >= n:
+            raise ConfigError(f"--device {device}: only {n} CUDA device(s) (cuda:0..cuda:{n - 1})")
+        return device
+    if dev.type == "mps" and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return device
+    raise ConfigError(f"--device {device}: not available on this machine (fix: --device cpu)")
+
+
+def set_threads(threads: int | None) -> None:
+    """Apply `--threads` to torch (and to the BLAS pools numpy/faiss use) before any compute."""
+    if threads is None:
+        return
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    except ImportError:  # numpy's BLAS keeps its own default
+        pass

@@ -54,7 +54,7 @@ def run_quickstart(out_dir: Path, seed: int = 0, models: tuple[str, ...] = MODEL
     results: dict[str, Any] = {}
     for name in models:
         if not model_available(name):
-            err.print(f"[yellow]skipping {name}: semrec.models.{name} is not available in this version[/]")
+            err.print(f"skipping {name}: semrec.models.{name} is not available in this version", style="yellow")
             continue
         t0 = time.perf_counter()
         model = build_model(name, ds.n_items, overrides=dict(options.get(name, {})))

@@ -16,7 +16,7 @@ import polars as pl
 
 from semrec.data.sequences import Sequences
 from semrec.errors import DataError
-from semrec.io import atomic_dir, read_json, write_json
+from semrec.io import atomic_dir, read_json, read_parquet, write_json
 
 FORMAT_VERSION = 1
 
@@ -212,19 +212,61 @@ class Dataset:
 
     @classmethod
     def load(cls, path: str | Path) -> "Dataset":
+        """Read a dataset folder; a missing, corrupt or mis-shaped part is a DataError naming the file."""
         path = Path(path)
+        fix = "re-import it with `semrec data import`"
+        if not path.is_dir():
+            raise DataError("dataset folder not found" if not path.exists() else "is a file, expected a dataset "
+                            "folder", path=path, fix="pass the folder written by `semrec data import`")
         manifest_path = path / "manifest.json"
         if not manifest_path.exists():
             raise DataError("not a semrec dataset folder (no manifest.json)", path=path,
                             fix="create one with `semrec data import`")
         manifest = read_json(manifest_path)
         if manifest.get("format_version") != FORMAT_VERSION:
-            raise DataError(f"unsupported format_version {manifest.get('format_version')}",
+            raise DataError(f"unsupported format_version {manifest.get('format_version')!r}",
                             path=manifest_path, field="format_version", fix="re-import with this semrec version")
+        name, text_fields = manifest.get("name", path.name), manifest.get("text_fields", [])
+        if not isinstance(name, str) or not isinstance(text_fields, list):
+            raise DataError("'name' must be a string and 'text_fields' a list", path=manifest_path, fix=fix)
         meta = {k: v for k, v in manifest.items() if k not in ("format_version", "name", "counts", "text_fields")}
-        return cls(items=pl.read_parquet(path / "items.parquet"), users=pl.read_parquet(path / "users.parquet"),
-                   interactions=pl.read_parquet(path / "interactions.parquet"), name=manifest["name"],
-                   text_fields=manifest.get("text_fields", []), meta=meta)
+        items = read_parquet(path / "items.parquet", "item table", {"item_idx": "int", "item_id": "str"}, fix)
+        users = read_parquet(path / "users.parquet", "user table", {"user_idx": "int", "user_id": "str"}, fix)
+        inter = read_parquet(path / "interactions.parquet", "interaction table",
+                             {"user_idx": "int", "item_idx": "int", "timestamp": "int"}, fix)
+        ds = cls(items=items, users=users, interactions=inter, name=name, text_fields=text_fields, meta=meta)
+        ds._check_indices(path, fix)
+        return ds
+
+    def _check_indices(self, path: Path, fix: str) -> None:
+        """Indices must be dense and in range, or every later stage indexes out of bounds."""
+        for table, col, n in ((self.items, "item_idx", self.n_items), (self.users, "user_idx", self.n_users)):
+            if table[col].null_count() or not np.array_equal(table[col].to_numpy(), np.arange(n)):
+                raise DataError(f"{col} of the {col[:4]} table is not 0..{n - 1} in order", path=path, fix=fix)
+        for col, n in (("user_idx", self.n_users), ("item_idx", self.n_items)):
+            c = self.interactions[col]
+            if c.null_count() or (len(c) and (c.min() < 0 or c.max() >= n)):
+                raise DataError(f"interactions.{col} has values outside 0..{n - 1}",
+                                path=path / "interactions.parquet", field=col, fix=fix)
+        missing = [f for f in self.text_fields if f not in self.items.columns]
+        if missing:
+            raise DataError(f"text_fields {missing} are not columns of the item table", path=path / "manifest.json",
+                            field="text_fields", fix=fix)
+
+    def item_fingerprint(self) -> str:
+        """A short hash of the item ids in index order: what a model's item indices mean.
+
+        Runs record it, so a model is never applied to a dataset whose indices name other items.
+        """
+        joined = "\x1f".join(self.items["item_id"].cast(pl.Utf8).fill_null("").to_list())
+        return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+    def fingerprint(self) -> str:
+        """A short hash of the whole dataset (item ids and interactions), recorded for provenance."""
+        h = hashlib.sha256(self.item_fingerprint().encode())
+        for col in ("user_idx", "item_idx"):
+            h.update(np.ascontiguousarray(self.interactions[col].to_numpy(), dtype=np.int64).tobytes())
+        return h.hexdigest()[:16]
 
     def __repr__(self) -> str:
         c = self.counts()

@@ -10,7 +10,8 @@ import numpy as np
 
 from semrec.data.dataset import Dataset
 from semrec.data.sequences import Sequences
-from semrec.io import atomic_dir, read_json, write_json
+from semrec.errors import DataError
+from semrec.io import atomic_dir, load_npz, read_json, write_json
 
 
 @dataclass
@@ -56,17 +57,31 @@ class Split:
 
     @classmethod
     def load(cls, path: str | Path) -> "Split":
+        """Read a split folder; missing, truncated or inconsistent arrays are a DataError naming the file."""
         path = Path(path)
+        fix = "re-create it with `semrec data split`"
         info = read_json(path / "split.json")
-        with np.load(path / "split.npz", allow_pickle=False) as z:
-            a = {k: z[k] for k in z.files}
+        if not isinstance(info.get("n_items"), int) or not isinstance(info.get("kind"), str):
+            raise DataError("needs an integer 'n_items' and a string 'kind'", path=path / "split.json", fix=fix)
+        keys = ["train_offsets", "train_items"] + [f"{n}_{k}" for n in ("valid", "test") for k in
+                                                    ("users", "hist_offsets", "hist_items", "tgt_offsets",
+                                                     "tgt_items")]
+        a = load_npz(path / "split.npz", tuple(keys), "split arrays", fix)
+        try:
+            def es(name: str) -> EvalSet:
+                return EvalSet(a[f"{name}_users"], Sequences(a[f"{name}_hist_offsets"], a[f"{name}_hist_items"]),
+                               Sequences(a[f"{name}_tgt_offsets"], a[f"{name}_tgt_items"]))
 
-        def es(name: str) -> EvalSet:
-            return EvalSet(a[f"{name}_users"], Sequences(a[f"{name}_hist_offsets"], a[f"{name}_hist_items"]),
-                           Sequences(a[f"{name}_tgt_offsets"], a[f"{name}_tgt_items"]))
-
-        return cls(Sequences(a["train_offsets"], a["train_items"]), es("valid"), es("test"), info["n_items"],
-                   info["kind"], info["options"], a.get("cold_items"))
+            sp = cls(Sequences(a["train_offsets"], a["train_items"]), es("valid"), es("test"), info["n_items"],
+                     info["kind"], info.get("options", {}), a.get("cold_items"))
+            if any(len(e.users) != len(e.histories) or len(e.users) != len(e.targets) for e in (sp.valid, sp.test)):
+                raise ValueError("evaluation rows, histories and targets differ in length")
+        except ValueError as e:
+            raise DataError(f"inconsistent split arrays: {e}", path=path / "split.npz", fix=fix) from None
+        for seqs in (sp.train, sp.valid.histories, sp.valid.targets, sp.test.histories, sp.test.targets):
+            if len(seqs.items) and (seqs.items.min() < 0 or seqs.items.max() >= sp.n_items):
+                raise DataError(f"item indices outside 0..{sp.n_items - 1}", path=path / "split.npz", fix=fix)
+        return sp
 
 
 def _single_targets(items: np.ndarray) -> Sequences:

@@ -16,6 +16,7 @@ from semrec.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
+SIGNED_INT_FIELDS = frozenset({"seed", "text_key_offset"})  # int options that may be negative
 
 
 @dataclass
@@ -95,6 +96,79 @@ def _field_types(cls: type) -> dict[str, Any]:
         return {f.name: f.type for f in dataclasses.fields(cls)}
 
 
+def _type_name(tp: Any) -> str:
+    args = typing.get_args(tp)
+    if args and type(None) in args:
+        return " or ".join(_type_name(a) for a in args if a is not type(None)) + " or null"
+    if typing.get_origin(tp) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    return getattr(tp, "__name__", str(tp))
+
+
+def check_value(value: Any, tp: Any, key: str) -> Any:
+    """`value` converted to the field type `tp` (int -> float, list -> tuple), or a ConfigError naming `key`,
+    the expected type and the value; numbers must be finite and counts (int fields) non-negative."""
+    import math
+
+    args = typing.get_args(tp)
+    origin = typing.get_origin(tp)
+    if args and type(None) in args:  # Optional[X]
+        if value is None:
+            return None
+        rest = [a for a in args if a is not type(None)]
+        tp = rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]
+        args, origin = typing.get_args(tp), typing.get_origin(tp)
+    bad = ConfigError(f"option {key!r}: expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    if tp is Any or isinstance(tp, str):
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise bad
+        if value < 0 and key.rsplit(".", 1)[-1] not in SIGNED_INT_FIELDS:
+            raise ConfigError(f"option {key!r}: must be >= 0, got {value}")
+        return int(value)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        if not math.isfinite(value):
+            raise ConfigError(f"option {key!r}: must be a finite number, got {value}")
+        if "dropout" in key and not 0.0 <= value < 1.0:
+            raise ConfigError(f"option {key!r}: a dropout rate must be in [0, 1), got {value}")
+        return float(value)
+    if tp is str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # `--set name=2024` parses as a number
+        if not isinstance(value, str):
+            raise bad
+        return value
+    if origin is typing.Literal:
+        if value not in args:
+            raise bad
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        inner = args[0] if args else Any
+        items = [check_value(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad
+        return value
+    if origin is typing.Union:
+        for a in args:
+            try:
+                return check_value(value, a, key)
+            except ConfigError:
+                continue
+        raise bad
+    return value
+
+
 def _dataclass_type(tp: Any) -> type | None:
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return tp
@@ -123,6 +197,8 @@ def config_from_dict(cls: type, data: dict[str, Any], *, strict: bool = False, w
         sub = _dataclass_type(types.get(key))
         if sub is not None and isinstance(value, dict):
             value = config_from_dict(sub, value, strict=strict, where=f"{where}.{key}")
+        elif strict:
+            value = check_value(value, types.get(key, Any), f"{where}.{key}")
         kwargs[key] = value
     return cls(**kwargs)
 
@@ -171,4 +247,8 @@ def _set(config: Any, path: list[str], value: Any, full: str) -> Any:
         for key, sub_value in value.items():
             current = _set(current, [key], sub_value, f"{full}.{key}")
         return dataclasses.replace(config, **{head: current})
-    return dataclasses.replace(config, **{head: value})
+    value = check_value(value, _field_types(type(config)).get(head, Any), full)
+    try:
+        return dataclasses.replace(config, **{head: value})
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"option {full!r}: {e}") from None

@@ -25,7 +25,7 @@ from semrec.data.dataset import Dataset
 from semrec.data.splits import SPLITS, Split
 from semrec.errors import ConfigError, DataError
 from semrec.evaluation import EvalResult, evaluate
-from semrec.io import read_json, write_json
+from semrec.io import check_output, commit_partial, marker_info, open_partial, partial_dir, read_json, write_json
 from semrec.training.config import apply_overrides
 from semrec.training.loop import log_jsonl
 
@@ -37,14 +37,22 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     import yaml
 
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found" if not path.exists() else f"{path} is a folder, "
+                          "expected a YAML or JSON config file")
     try:
-        data = yaml.safe_load(path.read_text())  # JSON is YAML too
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise DataError("not a text file (binary content); expected a YAML or JSON mapping of options", path=path,
+                        fix="pass a .yaml or .json file such as `epochs: 5`") from None
+    try:
+        data = yaml.safe_load(text)  # JSON is YAML too
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         raise DataError(f"invalid YAML: {e.problem}", path=path, line=mark.line + 1 if mark else None,
                         fix="repair the syntax at that line") from None
+    except yaml.YAMLError as e:
+        raise DataError(f"invalid YAML: {e}", path=path, fix="repair the file") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -88,22 +96,42 @@ def make_split(dataset: Dataset, split_dir: str | Path | None = None, kind: str 
 
 def train_run(model: Any, split: Split, out: str | Path, *, dataset: Dataset | None = None,
               ks: tuple[int, ...] = DEFAULT_KS, exclude_history: bool = False, resume: bool = False,
-              provenance: dict[str, Any] | None = None, progress: bool = True) -> dict[str, Any]:
+              overwrite: bool = False, provenance: dict[str, Any] | None = None,
+              progress: bool = True) -> dict[str, Any]:
     """Fit `model` on `split.train` (validating on `split.valid`), evaluate valid + test, write RUN_DIR `out`.
 
-    Returns the metrics.json content.
+    The run is built in `.NAME.partial` beside `out` and renamed onto `out` only when complete, so `out` is
+    never half-written. An existing run at `out` is replaced only with `overwrite` (or `resume`); a killed run
+    leaves its partial folder, which `resume` continues and a fresh run removes. Returns metrics.json's content.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "train_log.jsonl"
-    if not resume:  # a fresh run never inherits the log or checkpoints of an earlier run in the same folder
+    check_output(out, "run", overwrite or resume)
+    part = open_partial(out, "run", resume=resume)
+    try:
+        metrics = _train_into(model, split, part, out, dataset=dataset, ks=ks, exclude_history=exclude_history,
+                              resume=resume, provenance=provenance, progress=progress)
+    except BaseException:
+        if not (part / "checkpoints" / "last").exists():  # nothing worth resuming: leave nothing behind
+            shutil.rmtree(part, ignore_errors=True)
+        raise
+    commit_partial(out, "run", overwrite or resume)
+    return metrics
+
+
+def _train_into(model: Any, split: Split, part: Path, out: Path, *, dataset: Dataset | None, ks: tuple[int, ...],
+                exclude_history: bool, resume: bool, provenance: dict[str, Any] | None,
+                progress: bool) -> dict[str, Any]:
+    """The run itself, written into the partial folder `part` of the final run folder `out`."""
+    log_path = part / "train_log.jsonl"
+    if not resume:  # a fresh run never inherits the log or checkpoints of an earlier run
         log_path.unlink(missing_ok=True)
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        shutil.rmtree(part / "checkpoints", ignore_errors=True)
+    user_log = hasattr(model, "train_config") and model.train_config.log_path is not None
     if hasattr(model, "train_config"):
-        overrides: dict[str, Any] = {"train.checkpoint_dir": str(out / "checkpoints")}
-        if model.train_config.log_path is None:
+        overrides: dict[str, Any] = {"train.checkpoint_dir": str(part / "checkpoints"), "train.resume": resume}
+        if not user_log:
             overrides["train.log_path"] = str(log_path)
-        model.config = apply_overrides(model.config, overrides | {"train.resume": resume})
+        model.config = apply_overrides(model.config, overrides)
         log_path = Path(model.config.train.log_path)
     protocol = {"split": split.kind, "split_options": split.options, "ks": list(ks),
                 "exclude_history": exclude_history, "full_ranking": True,
@@ -111,10 +139,11 @@ def train_run(model: Any, split: Split, out: str | Path, *, dataset: Dataset | N
     config = {"model": model.name, "n_items": model.n_items, "config": dataclasses.asdict(model.config),
               "protocol": protocol, "command": " ".join(["semrec", *sys.argv[1:]]) if sys.argv else None,
               **(provenance or {})}
-    write_json(out / "config.json", config)
     if dataset is not None:
-        write_json(out / "dataset_manifest.json", dataset.manifest())
-    split.save(out / "split")
+        config |= {"dataset_fingerprint": dataset.fingerprint(), "item_fingerprint": dataset.item_fingerprint()}
+        write_json(part / "dataset_manifest.json", dataset.manifest())
+    write_json(part / "config.json", _final_paths(config, part, out))
+    split.save(part / "split")
 
     t0 = time.perf_counter()
     model.fit(split.train, split.valid)
@@ -122,24 +151,40 @@ def train_run(model: Any, split: Split, out: str | Path, *, dataset: Dataset | N
     history = getattr(model, "history", None)
     if history is None:
         log_jsonl(str(log_path), {"event": "fit", "fit_s": round(fit_s, 4)})
-    model.save(out / "model")
+    if hasattr(model, "train_config"):  # the saved config names the final folder, not the partial one
+        final = {"train.checkpoint_dir": str(out / "checkpoints")}
+        if not user_log:
+            final["train.log_path"] = str(out / "train_log.jsonl")
+        model.config = apply_overrides(model.config, final | {"train.resume": False})
+    model.save(part / "model")
 
     metrics: dict[str, Any] = {"model": model.name, "exclude_history": exclude_history, "protocol": protocol}
     timing: dict[str, float] = {"fit_s": round(fit_s, 3)}
     for name in ("valid", "test"):
         res = evaluate(model, getattr(split, name), ks=ks, exclude_history=exclude_history, train=split.train,
                        progress=progress, name=name)
-        res.save(out / "eval" / eval_name(name, exclude_history))
+        res.save(part / "eval" / eval_name(name, exclude_history))
         metrics[name] = res.metrics
         timing[f"{name}_eval_s"] = res.settings["eval_s"]
     if history is not None:
-        write_json(out / "history.json", history.to_dict())
+        write_json(part / "history.json", history.to_dict())
         timing |= {"train_s": round(history.train_s, 3), "epoch_s": round(history.epoch_s, 3)}
-        metrics["best_epoch"] = history.best_epoch
-        metrics["epochs"] = history.epochs
+        metrics |= {"best_epoch": history.best_epoch, "epochs": history.epochs,
+                    "stop_reason": getattr(history, "stop_reason", None)}
     metrics["timing"] = timing
-    write_json(out / "metrics.json", metrics)
+    write_json(part / "metrics.json", metrics)
     return metrics
+
+
+def _final_paths(obj: Any, part: Path, out: Path) -> Any:
+    """`obj` with every string path inside the partial folder rewritten to the final run folder."""
+    if isinstance(obj, dict):
+        return {k: _final_paths(v, part, out) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_final_paths(v, part, out) for v in obj]
+    if isinstance(obj, str) and obj.startswith(str(part)):
+        return str(out) + obj[len(str(part)):]
+    return obj
 
 
 def eval_name(split: str, exclude_history: bool) -> str:
@@ -151,11 +196,25 @@ def load_run(path: str | Path, device: str = "cpu") -> tuple[Any, Split, dict[st
     """(model, split, config) of a run folder written by `train_run`."""
     from semrec.models import Recommender
 
-    path = Path(path)
-    if not (path / "model" / "config.json").exists():
-        raise DataError("not a semrec run folder (no model/config.json)", path=path,
-                        fix="create one with `semrec train MODEL --data DATASET --out RUN_DIR`")
+    path = check_run_dir(path)
     return Recommender.load(path / "model", device=device), Split.load(path / "split"), read_json(path / "config.json")
+
+
+def check_run_dir(path: str | Path) -> Path:
+    """`path` as a complete run folder, or a DataError that says what it is instead and what to do."""
+    path = Path(path)
+    fix = "create one with `semrec train MODEL --data DATASET --out RUN_DIR`"
+    if not path.exists():
+        if partial_dir(path).exists():
+            raise DataError("training of this run was interrupted and never finished", path=path,
+                            fix="continue it with the same `semrec train ... --out RUN_DIR --resume` command")
+        raise DataError("run folder not found", path=path, fix=fix)
+    if marker_info(path).get("complete") is False:
+        raise DataError("this run is incomplete (its training was interrupted)", path=path,
+                        fix="continue it with `semrec train ... --resume`, or train it again")
+    if not (path / "model" / "config.json").exists():
+        raise DataError("not a semrec run folder (no model/config.json)", path=path, fix=fix)
+    return path
 
 
 def load_eval(path: str | Path, split: str = "test", exclude_history: bool = False) -> EvalResult:
