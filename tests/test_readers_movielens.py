@@ -20,7 +20,7 @@ def test_movielens_100k_native(tmp_path):
     assert ds.meta["options"]["variant"] == "100k"
     assert ds.items["title"].to_list() == ["Kolya", "L.A. Confidential", "Café Society"]
     assert ds.items["year"].to_list() == ["1996", "1997", "1995"]
-    assert ds.items["genres"].to_list() == [["Animation", "Children's", "Comedy"], ["Action"], []]
+    assert ds.items["genres"].to_list() == [["Animation", "Children's", "Comedy"], ["Action"], None]  # no genre: missing
     assert ds.users["user_id"].to_list() == ["186", "196"] and ds.users["occupation"].to_list()[1] == "writer"
     assert ds.sequences().to_lists() == [[1], [1, 0]]
     assert ds.text_fields == ["title", "year", "genres"]
@@ -57,7 +57,7 @@ def test_movielens_csv_layout(tmp_path):
     ds = read_movielens(tmp_path)
     assert ds.items["title"].to_list() == ["American President, The", "Untitled"]
     assert ds.items["year"].to_list() == ["1995", None]
-    assert ds.items["genres"].to_list() == [["Comedy", "Drama"], []]
+    assert ds.items["genres"].to_list() == [["Comedy", "Drama"], None]
     assert ds.items["imdb_id"].to_list() == ["0112346", "0000001"]
     assert ds.sequences().to_lists() == [[0, 1]] and ds.interactions["rating"].to_list() == [4.0, 3.5]
 

@@ -28,7 +28,7 @@ def test_recbole_atomic_files_types_and_tables(tmp_path):
     assert ds.items["item_id"].to_list() == ["10", "11", "12"]
     assert ds.items["movie_title"].to_list() == ["Toy Story", "GoldenEye", "Four Rooms"]  # free text stays text
     assert ds.items["class"].to_list() == [["Animation", "Children's", "Comedy"], ["Action"], ["Thriller"]]
-    assert ds.items["vec"].to_list() == [["0.5", "1.0"], [], ["2.0"]]
+    assert ds.items["vec"].to_list() == [["0.5", "1.0"], None, ["2.0"]]  # an empty list is a missing value
     assert ds.text_fields == ["movie_title", "release_year", "class", "vec"]
     assert ds.users.columns == ["user_idx", "user_id", "age", "gender"]
     assert ds.users["user_id"].to_list() == ["1", "2", "3"]  # user 3 has no interactions but is kept

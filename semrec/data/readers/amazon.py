@@ -19,7 +19,8 @@ from typing import Any, Sequence
 import polars as pl
 
 from semrec.data.dataset import Dataset
-from semrec.data.readers.common import drop_empty_columns, json_text_list, reader_meta
+from semrec.data.readers.common import (POLARS_ERRORS, build_dataset, drop_empty_columns, json_text_list,
+                                        reader_meta)
 from semrec.data.readers.jsonl import read_json_lines
 from semrec.errors import ConfigError, DataError
 
@@ -32,6 +33,8 @@ META_FIELDS_2023 = ("title", "store", "main_category", "categories", "features",
 # Attributes kept as item attributes but not fed to the text encoder by default.
 NON_TEXT_FIELDS = {"price", "details", "average_rating", "rating_number"}
 META_ITEMS = ("interacted", "all")
+EXPECTED_2014 = "Amazon 2014/2018 review lines, JSON objects with reviewerID, asin and unixReviewTime"
+EXPECTED_2023 = "Amazon 2023 review lines, JSON objects with user_id, parent_asin (or asin) and timestamp"
 
 
 def _normalise_meta(df: pl.DataFrame) -> pl.DataFrame:
@@ -62,11 +65,12 @@ def read_amazon_meta(path: str | Path, key: str, fields: Sequence[str], on_bad_r
     """An Amazon metadata file as an item table (`item_id` + normalised attributes) and its bad-row count."""
     schema = {key: pl.Utf8, **{f: pl.Utf8 for f in fields if f != key}}
     raw, n_bad = read_json_lines(path, schema, required=(key,), key_fields=(key,), on_bad_rows=on_bad_rows,
-                                 python_literal=python_literal)
+                                 python_literal=python_literal,
+                                 expected=f"Amazon metadata lines (JSON or Python-literal objects) with {key!r}")
     raw = drop_empty_columns(raw, keep=(key,))
     try:
         items = _normalise_meta(raw.rename({key: "item_id"}))
-    except pl.exceptions.PolarsError as e:
+    except POLARS_ERRORS as e:
         raise DataError(f"cannot normalise metadata fields: {str(e).splitlines()[0]}", path=path,
                         fix="check that list fields (categories, features, description) hold lists of strings") \
             from None
@@ -99,7 +103,7 @@ def read_amazon(path: str | Path, *, meta: str | Path | None = None, meta_fields
     path = Path(path)
     reviews, bad = read_json_lines(path, REVIEWS_2014, required=("reviewerID", "asin", "unixReviewTime"),
                                    key_fields=("reviewerID", "asin"), on_bad_rows=on_bad_rows,
-                                   python_literal=python_literal)
+                                   python_literal=python_literal, expected=EXPECTED_2014)
     inter = reviews.select(pl.col("reviewerID").alias("user_id"), pl.col("asin").alias("item_id"),
                            pl.col("unixReviewTime").alias("timestamp"), pl.col("overall").alias("rating"))
     fields = tuple(meta_fields or META_FIELDS_2014)
@@ -107,7 +111,8 @@ def read_amazon(path: str | Path, *, meta: str | Path | None = None, meta_fields
                                                 python_literal)
     options: dict[str, Any] = {"meta_fields": list(fields), "meta_items": meta_items, "on_bad_rows": on_bad_rows}
     info = reader_meta("amazon", [path] + ([meta] if meta else []), options, bad + meta_bad, "unix")
-    return Dataset.build(inter, items, name=name or _stem(path), text_fields=text_fields, meta=info)
+    return build_dataset(inter, items, path=path, expected=EXPECTED_2014, n_bad=bad, name=name or _stem(path),
+                         text_fields=text_fields, meta=info)
 
 
 def read_amazon2023(path: str | Path, *, meta: str | Path | None = None, item_key: str = "parent_asin",
@@ -124,7 +129,8 @@ def read_amazon2023(path: str | Path, *, meta: str | Path | None = None, item_ke
         raise ConfigError(f"timestamp_unit must be 'ms' or 's', got {timestamp_unit!r}")
     path = Path(path)
     reviews, bad = read_json_lines(path, REVIEWS_2023, required=("user_id", item_key, "timestamp"),
-                                   key_fields=("user_id", item_key), on_bad_rows=on_bad_rows, python_literal=False)
+                                   key_fields=("user_id", item_key), on_bad_rows=on_bad_rows, python_literal=False,
+                                   expected=EXPECTED_2023)
     ts = pl.col("timestamp") if timestamp_unit == "ms" else pl.col("timestamp") // 1000
     inter = reviews.select(pl.col("user_id"), pl.col(item_key).alias("item_id"), ts.alias("timestamp"),
                            pl.col("rating"))
@@ -136,7 +142,8 @@ def read_amazon2023(path: str | Path, *, meta: str | Path | None = None, item_ke
                                "timestamp_unit": timestamp_unit, "on_bad_rows": on_bad_rows}
     kind = "unix_ms" if timestamp_unit == "ms" else "unix"
     info = reader_meta("amazon2023", [path] + ([meta] if meta else []), options, bad + meta_bad, kind)
-    return Dataset.build(inter, items, name=name or _stem(path), text_fields=text_fields, meta=info)
+    return build_dataset(inter, items, path=path, expected=EXPECTED_2023, n_bad=bad, name=name or _stem(path),
+                         text_fields=text_fields, meta=info)
 
 
 def _stem(path: Path) -> str:

@@ -9,18 +9,42 @@ are dropped and counted instead (`meta["bad_rows"]`).
 from __future__ import annotations
 
 import gzip
+import inspect
 import json
+import types
+import typing
+import zlib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import polars as pl
 
-from semrec.data.dataset import source_record
-from semrec.errors import DataError
+from semrec.data.dataset import Dataset, source_record
+from semrec.data.readers.clean import clean_attributes
+from semrec.errors import ConfigError, DataError
 
 ON_BAD_ROWS = ("error", "skip")
+# What polars raises on unreadable input: its own errors, and (for some corrupted Parquet files) a Rust panic,
+# which Python sees as a BaseException. Readers turn both into a DataError naming the file.
+POLARS_ERRORS = (pl.exceptions.PolarsError, pl.exceptions.PanicException)
 SKIP_FIX = "correct the line or pass --on-bad-rows skip"
 GZIP_MAGIC = b"\x1f\x8b"
+BOM = "\ufeff"
+SNIFF_BYTES = 8192
+# Leading bytes of binary formats people pass by mistake, with the fix to print. Checked before any parsing, so a
+# pickle is recognised and refused (never unpickled) and a Parquet or zip file is named instead of "bad UTF-8".
+BINARY_MAGIC = (
+    (b"PAR1", "a Parquet file", "read it with the 'table' format (name it .parquet)"),
+    (b"PK\x03\x04", "a zip archive", "unzip it and point at the file inside"),
+    (b"\x93NUMPY", "a NumPy .npy array", "vectors go to `semrec ids embed --source precomputed`, not to a reader"),
+    (b"BZh", "a bzip2 file", "decompress it (bunzip2) or re-compress it with gzip"),
+    (b"\xfd7zXZ\x00", "an xz file", "decompress it (unxz) or re-compress it with gzip"),
+    (b"\x28\xb5\x2f\xfd", "a zstd file", "decompress it (unzstd) or re-compress it with gzip"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-zip archive", "extract it and point at the file inside"),
+    (b"\xff\xfe", "UTF-16 text", "re-encode it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)"),
+    (b"\xfe\xff", "UTF-16 text", "re-encode it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)"),
+)
 
 
 def check_policy(on_bad_rows: str) -> None:
@@ -45,17 +69,55 @@ def is_gzip(path: Path) -> bool:
         return f.read(2) == GZIP_MAGIC
 
 
-def read_bytes(path: str | Path) -> bytes:
-    """Whole file contents, gunzipped when the file is gzip (detected by its magic bytes, not its name)."""
+def sniff_binary(head: bytes, path: Path | str, expected: str = "a text file") -> None:
+    """Refuse, by name, a binary file given where text was expected: pickle (never unpickled), Parquet, zip,
+    bzip2/xz/zstd, NumPy, UTF-16, or any file with NUL bytes near its start."""
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        raise DataError(f"this is a Python pickle, expected {expected}; semrec never unpickles files", path=path,
+                        fix="export the data as text (CSV/TSV/JSON lines) or Parquet")
+    head = head[:SNIFF_BYTES]
+    for magic, what, fix in BINARY_MAGIC:
+        # a text line may start like 'PAR1' or 'BZh'; only a head that is not text at all is taken for the format
+        if head.startswith(magic) and (magic.startswith(b"\xff") or magic.startswith(b"\xfe") or not _is_text(head)):
+            raise DataError(f"this is {what}, expected {expected}", path=path, fix=fix)
+    if b"\x00" in head:
+        at = head.index(b"\x00")
+        raise DataError(f"binary data (a NUL byte at byte {at}), expected {expected}", path=path,
+                        line=head[:at].count(b"\n") + 1, fix="point at the text file itself")
+
+
+def _is_text(head: bytes) -> bool:
+    """No NUL byte and valid UTF-8 (a multi-byte character cut at the end of the head is allowed)."""
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return e.start >= len(head) - 3 and e.reason == "unexpected end of data"
+    return True
+
+
+def gunzip_error(e: Exception, path: Path, line: int | None = None) -> DataError:
+    """The DataError for a gzip stream that cannot be read to its end (truncated or corrupted)."""
+    what = "truncated" if isinstance(e, EOFError) else "corrupted"
+    return DataError(f"{what} gzip stream ({e})", path=path, line=line,
+                     fix="re-download the file or re-compress it (gzip -t checks a .gz file)")
+
+
+def read_bytes(path: str | Path, expected: str = "a text file", sniff: bool = True) -> bytes:
+    """Whole file contents, gunzipped when the file is gzip (detected by its magic bytes, not its name); binary
+    files (pickle, zip, ...) are refused by name unless `sniff=False` (a declared non-UTF-8 encoding)."""
     p = existing_file(path)
     if is_gzip(p):
         try:
             with gzip.open(p, "rb") as f:
                 data = f.read()
-        except (OSError, EOFError) as e:
-            raise DataError(f"broken gzip stream: {e}", path=p, fix="re-download or re-compress the file") from None
+        except (OSError, EOFError, zlib.error) as e:
+            raise gunzip_error(e, p) from None
     else:
         data = p.read_bytes()
+    if sniff:
+        sniff_binary(data[:SNIFF_BYTES], p, expected)
     if not data.strip():
         raise DataError("file is empty", path=p, fix="point at a file with data")
     return data
@@ -65,14 +127,14 @@ def decode(data: bytes, path: Path, encoding: str, on_bad_rows: str) -> tuple[st
     """Decode file bytes; returns (text, had_errors). Undecodable bytes are an error naming the line, or,
     with on_bad_rows='skip', become U+FFFD so that `read_lines` can drop those lines."""
     try:
-        return data.decode(encoding), False
+        return data.decode(encoding).removeprefix(BOM), False
     except UnicodeDecodeError as e:
         if on_bad_rows == "error":
             line = data[:e.start].count(b"\n") + 1
             raise DataError(f"not valid {encoding} at byte {e.start}", path=path, line=line,
                             fix=f"re-encode the file as {encoding}, pass the right -o encoding=..., "
                                 "or pass --on-bad-rows skip") from None
-        return data.decode(encoding, errors="replace"), True
+        return data.decode(encoding, errors="replace").removeprefix(BOM), True
     except LookupError:
         raise DataError(f"unknown encoding {encoding!r}", path=path, field="encoding",
                         fix="use e.g. utf-8 or latin-1") from None
@@ -120,7 +182,7 @@ def split_fields(lines: pl.DataFrame, separator: str, names: list[str], path: Pa
     parts, n_bad = keep_or_raise(parts, ok, path, on_bad_rows,
                                  f"expected {len(names)} {separator!r}-separated fields ({', '.join(names)}), "
                                  "got {line!r:.80}")
-    cols = [pl.col("_parts").list.get(i, null_on_oob=True).alias(n) for i, n in enumerate(names)]
+    cols = [pl.col("_parts").list.get(i, null_on_oob=True).str.strip_chars().alias(n) for i, n in enumerate(names)]
     return parts.select("lineno", *cols), n_bad
 
 
@@ -168,7 +230,7 @@ def read_json_object(path: str | Path) -> dict[str, Any]:
     """A whole-file JSON object (e.g. `{item_id: {...}}`), with line-numbered syntax errors."""
     path = existing_file(path)
     try:
-        obj = json.loads(read_bytes(path).decode("utf-8"))
+        obj = json.loads(read_bytes(path, "a JSON file").decode("utf-8-sig"))
     except UnicodeDecodeError as e:
         raise DataError(f"not valid UTF-8 at byte {e.start}", path=path, fix="re-encode the file as UTF-8") from None
     except json.JSONDecodeError as e:
@@ -196,7 +258,7 @@ def normalise_text_columns(df: pl.DataFrame, path: Path | str) -> pl.DataFrame:
         out.append(col.alias(name))
     try:
         return df.select(out)
-    except pl.exceptions.PolarsError as e:
+    except POLARS_ERRORS as e:
         raise DataError(f"cannot normalise item attributes: {e}", path=path) from None
 
 
@@ -210,7 +272,7 @@ def json_text_list(values: pl.Series, nested: bool = False) -> pl.Series:
     looks_json = values.str.starts_with("[").fill_null(False)
     try:
         decoded = pl.select(pl.when(looks_json).then(values).str.json_decode(dtype)).to_series()
-    except pl.exceptions.PolarsError:
+    except POLARS_ERRORS:
         # Rare: a plain string that starts with '[' ("[Pack of 2] soap") sits among real lists. Only then are the
         # '['-values decoded one by one in Python, keeping the undecodable ones as plain strings.
         decoded = pl.Series(values.name, [_decode_one(v, nested) if j else None for v, j in zip(values, looks_json)],
@@ -251,3 +313,87 @@ def empty_interactions(rating: bool = False) -> pl.DataFrame:
     if rating:
         schema["rating"] = pl.Float32
     return pl.DataFrame(schema=schema)
+
+
+def build_dataset(inter: pl.DataFrame, items: pl.DataFrame | None, *, path: Path | str, expected: str,
+                  n_bad: int = 0, allow_empty: bool = False, users: pl.DataFrame | None = None,
+                  **build: Any) -> Dataset:
+    """`Dataset.build` after the checks every reader shares: a file that yields no interaction is a DataError
+    saying what was expected (unless `allow_empty`, e.g. a MovieLens metadata-only folder), and text
+    attributes are cleaned (HTML entities decoded, 'NaN'/'null'/'None'/blank values made null)."""
+    if inter.height == 0 and not allow_empty:
+        skipped = f"; {n_bad} bad row(s) were skipped" if n_bad else ""
+        raise DataError(f"no interactions found{skipped}; expected {expected}", path=path,
+                        fix="check that this is the right file and format (semrec data import --help)")
+    return Dataset.build(inter, clean_attributes(items), users=clean_attributes(users), **build)
+
+
+_TYPE_NAMES = {str: "string", Path: "path", int: "integer", float: "number", bool: "true/false",
+               type(None): "null"}
+
+
+def _members(hint: Any) -> tuple[Any, ...]:
+    return typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+
+
+def _type_name(hint: Any) -> str:
+    names = []
+    members = _members(hint)
+    for t in [m for m in members if not (m is str and Path in members)]:  # 'str | Path' reads as 'path'
+        if typing.get_origin(t) in (Sequence, list, tuple):
+            names.append("list of " + _type_name(typing.get_args(t)[0] if typing.get_args(t) else Any) + "s")
+        else:
+            names.append(_TYPE_NAMES.get(t, getattr(t, "__name__", str(t))))
+    return " or ".join(dict.fromkeys(names))
+
+
+def _coerce(value: Any, hint: Any) -> tuple[bool, Any]:
+    """(fits, value converted to the hint): numbers parsed from `-o key=2023` count as strings where a string
+    is wanted, integers as floats, 'a,b' as a list of strings."""
+    for t in _members(hint):
+        if t is Any:
+            return True, value
+        if t is type(None) and value is None:
+            return True, None
+        if t in (str, Path) and (isinstance(value, str) or type(value) in (int, float)):
+            return True, str(value)
+        if t is bool and isinstance(value, bool):
+            return True, value
+        if t is bool and isinstance(value, str) and value.lower() in ("true", "false"):
+            return True, value.lower() == "true"
+        if t is int and type(value) is int:
+            return True, value
+        if t is float and type(value) in (int, float):
+            return True, float(value)
+        if typing.get_origin(t) in (Sequence, list, tuple):
+            inner = (typing.get_args(t) or (Any,))[0]
+            items = value.split(",") if isinstance(value, str) else value
+            if isinstance(items, list):
+                conv = [_coerce(v, inner) for v in items]
+                if all(ok for ok, _ in conv):
+                    return True, [v for _, v in conv]
+    return False, value
+
+
+def check_reader_options(reader: Callable[..., Any], opts: dict[str, Any], fmt: str | None = None) -> dict[str, Any]:
+    """Validate `-o key=value` options against a reader's keyword-only parameters and their type hints.
+
+    Returns the options converted to the declared types; an unknown key or a value of the wrong type is a
+    ConfigError naming the key, the expected type and every allowed key (instead of a TypeError traceback).
+    """
+    fmt = fmt or reader.__name__.removeprefix("read_")
+    hints = typing.get_type_hints(reader)
+    params = {n: p for n, p in inspect.signature(reader).parameters.items()
+              if p.kind == inspect.Parameter.KEYWORD_ONLY and n != "on_bad_rows"}
+    allowed = ", ".join(f"{n} ({_type_name(hints.get(n, Any))})" for n in params)
+    out = {}
+    for key, value in opts.items():
+        if key == "on_bad_rows":
+            raise ConfigError("on_bad_rows is not a reader option here (fix: use --on-bad-rows error|skip)")
+        if key not in params:
+            raise ConfigError(f"unknown option {key!r} for format {fmt!r}; allowed options: {allowed}")
+        ok, out[key] = _coerce(value, hints.get(key, Any))
+        if not ok:
+            raise ConfigError(f"option {key!r} of format {fmt!r} expects {_type_name(hints[key])}, got "
+                              f"{type(value).__name__} {value!r:.60}; allowed options: {allowed}")
+    return out

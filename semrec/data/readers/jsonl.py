@@ -12,13 +12,15 @@ import ast
 import gzip
 import io
 import json
+import zlib
 from pathlib import Path
 from typing import Iterator
 
 import polars as pl
 from tqdm.auto import tqdm
 
-from semrec.data.readers.common import SKIP_FIX, check_policy, existing_file, is_gzip
+from semrec.data.readers.common import (POLARS_ERRORS, SKIP_FIX, SNIFF_BYTES, check_policy, existing_file,
+                                        gunzip_error, is_gzip, sniff_binary)
 from semrec.errors import DataError
 
 CHUNK_BYTES = 64 << 20
@@ -33,15 +35,17 @@ def iter_line_chunks(path: Path, chunk_bytes: int | None = None,
     with open(path, "rb") as raw, tqdm(total=size, unit="B", unit_scale=True, desc=f"reading {path.name}",
                                        disable=not progress or size < PROGRESS_MIN_BYTES, leave=False) as bar:
         stream = gzip.GzipFile(fileobj=raw) if is_gzip(path) else raw
-        line, rest = 1, b""
+        line, rest, first = 1, b"", True
         while True:
             try:
                 block = stream.read(chunk_bytes)
-            except (OSError, EOFError) as e:
-                raise DataError(f"broken gzip stream: {e}", path=path, line=line,
-                                fix="re-download or re-compress the file") from None
+            except (OSError, EOFError, zlib.error) as e:
+                raise gunzip_error(e, path, line) from None
             if not block:
                 break
+            if first:  # refuse binary files by name, drop a UTF-8 BOM
+                sniff_binary(block[:SNIFF_BYTES], path, "JSON lines")
+                block, first = block.removeprefix(b"\xef\xbb\xbf"), False
             block = rest + block
             cut = block.rfind(b"\n") + 1
             piece, rest = block[:cut], block[cut:]
@@ -137,7 +141,8 @@ def _diagnose(piece: bytes, first_line: int, schema: dict[str, pl.DataType], req
 
 def read_json_lines(path: str | Path, schema: dict[str, pl.DataType], *, required: tuple[str, ...] = (),
                     key_fields: tuple[str, ...] = (), on_bad_rows: str = "error",
-                    python_literal: bool | None = None) -> tuple[pl.DataFrame, int]:
+                    python_literal: bool | None = None,
+                    expected: str = "one JSON object per line") -> tuple[pl.DataFrame, int]:
     """Read the `schema` fields of every line; returns (frame, number of bad lines skipped).
 
     Fields absent from a line are null; a field typed Utf8 receives non-string JSON values serialised as JSON
@@ -159,7 +164,7 @@ def read_json_lines(path: str | Path, schema: dict[str, pl.DataType], *, require
             df = pl.read_ndjson(io.BytesIO(piece), schema=schema)
             if any(df[f].null_count() for f in required):
                 df = None
-        except pl.exceptions.PolarsError as e:
+        except POLARS_ERRORS as e:
             polars_error = str(e).splitlines()[0]
         if df is None:
             good, bad = _diagnose(piece, first_line, schema, required, key_fields)
@@ -172,7 +177,7 @@ def read_json_lines(path: str | Path, schema: dict[str, pl.DataType], *, require
                     raise pl.exceptions.ComputeError(polars_error or "unknown error")
                 df = pl.read_ndjson(io.BytesIO(b"\n".join(lines[i] for i in good) + b"\n"), schema=schema) \
                     if good else pl.DataFrame(schema=schema)
-            except pl.exceptions.PolarsError as e:
+            except POLARS_ERRORS as e:
                 raise DataError(f"polars could not read lines {first_line}..{first_line + len(lines) - 1}: "
                                 f"{str(e).splitlines()[0]}", path=path,
                                 fix="check that every line is one JSON object") from None
@@ -181,5 +186,6 @@ def read_json_lines(path: str | Path, schema: dict[str, pl.DataType], *, require
         frames.append(df)
     out = pl.concat(frames) if frames else pl.DataFrame(schema=schema)
     if out.height == 0:
-        raise DataError(f"no readable rows ({n_bad} bad)", path=path, fix="check the file format")
+        raise DataError(f"no readable rows ({n_bad} bad); expected {expected}", path=path,
+                        fix="check that this is the right file and format (semrec data import --help)")
     return out, n_bad

@@ -15,7 +15,8 @@ import numpy as np
 import polars as pl
 
 from semrec.data.dataset import Dataset
-from semrec.data.readers.common import check_policy, normalise_text_columns, read_json_object, reader_meta
+from semrec.data.readers.common import (build_dataset, check_policy, normalise_text_columns, read_json_object,
+                                        reader_meta)
 from semrec.errors import DataError
 
 NON_TEXT_KEYS = {"asin", "item_id", "id", "imUrl", "image", "images"}
@@ -45,16 +46,20 @@ def read_lcrec(path: str | Path, *, item_text: str | Path | None = None, name: s
         raise DataError(f"user {u!r} maps to {str(seqs[u])[:60]!r}, expected a list of item ids",
                         path=inter_path, field=u, fix="correct that entry or pass --on-bad-rows skip")
     users = [u for u, v in seqs.items() if isinstance(v, list)]
+    flat = list(chain.from_iterable(seqs[u] for u in users))
     lengths = np.array([len(seqs[u]) for u in users], dtype=np.int64)
-    item_ids = pl.Series("item_id", list(chain.from_iterable(seqs[u] for u in users)), strict=False)
-    if item_ids.dtype not in (pl.Int64, pl.Utf8, pl.Null):
-        raise DataError(f"item ids must be integers or strings, got {item_ids.dtype}", path=inter_path,
-                        fix="write every sequence as a list of item ids")
     user_of_row = np.repeat(np.arange(len(users)), lengths)
+    # ids must be JSON integers or strings: polars would otherwise turn true into 1 and 2.5 into '2.5' silently
+    ok = np.fromiter((type(i) in (int, str) for i in flat), dtype=bool, count=len(flat))
+    if not ok.all() and on_bad_rows == "error":
+        row = int(np.flatnonzero(~ok)[0])
+        user = users[user_of_row[row]]
+        raise DataError(f"user {user!r} has item id {flat[row]!r:.40}; item ids must be integers or strings",
+                        path=inter_path, field=user, fix="correct that entry or pass --on-bad-rows skip")
+    item_ids = pl.Series("item_id", [str(i) for i in flat], dtype=pl.Utf8)
     inter = pl.DataFrame({"user_id": pl.Series(users, dtype=pl.Utf8).gather(user_of_row),
-                          "item_id": item_ids.cast(pl.Utf8)}).drop_nulls("item_id")
-    if inter.height == 0:
-        raise DataError("no interactions", path=inter_path, fix="check the file: {user: [item, ...]}")
+                          "item_id": item_ids}).filter(pl.Series(ok))
+    n_bad = len(bad_users) + int((~ok).sum())
 
     item_path = Path(item_text) if item_text is not None else inter_path.with_name(f"{stem}.item.json")
     sources: list[Path] = [inter_path]
@@ -81,5 +86,7 @@ def read_lcrec(path: str | Path, *, item_text: str | Path | None = None, name: s
                             f"{unknown[0]!r}", path=item_path, fix="use the item file of the same dataset")
     options: dict[str, Any] = {"item_text": str(item_path) if items is not None else None,
                                "on_bad_rows": on_bad_rows}
-    meta = reader_meta("lcrec", sources, options, len(bad_users), "order")
-    return Dataset.build(inter, items, name=name or stem, text_fields=text_fields, meta=meta)
+    meta = reader_meta("lcrec", sources, options, n_bad, "order")
+    return build_dataset(inter, items, path=inter_path, n_bad=n_bad, name=name or stem,
+                         expected="a JSON object {user: [item, ...]} (LC-Rec X.inter.json)", text_fields=text_fields,
+                         meta=meta)

@@ -18,8 +18,8 @@ from typing import Any
 import polars as pl
 
 from semrec.data.dataset import Dataset
-from semrec.data.readers.common import (cast_checked, check_policy, empty_interactions, read_lines, reader_meta,
-                                        split_fields)
+from semrec.data.readers.common import (build_dataset, cast_checked, check_policy, empty_interactions, read_lines,
+                                        reader_meta, split_fields)
 from semrec.data.readers.table import TableSource, read_interactions, read_item_table
 from semrec.errors import DataError
 
@@ -149,4 +149,7 @@ def read_movielens(path: str | Path, *, name: str | None = None, on_bad_rows: st
     options: dict[str, Any] = {"variant": variant, "on_bad_rows": on_bad_rows}
     meta = reader_meta("movielens", sources, options, bad, "unix")
     text = [f for f in TEXT_FIELDS if items is not None and f in items.columns]
-    return Dataset.build(inter, items, name=name or folder.name, text_fields=text, meta=meta, users=users)
+    metadata_only = variant == "dat" and not (folder / "ratings.dat").exists()
+    return build_dataset(inter, items, path=sources[0], n_bad=bad, allow_empty=metadata_only,
+                         expected=f"MovieLens rating lines in {sources[0].name} (user, item, rating, timestamp)",
+                         name=name or folder.name, text_fields=text, meta=meta, users=users)

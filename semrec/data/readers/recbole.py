@@ -15,8 +15,8 @@ from typing import Any, Sequence
 import polars as pl
 
 from semrec.data.dataset import Dataset
-from semrec.data.readers.common import (cast_checked, normalise_text_columns, read_lines, reader_meta,
-                                        split_fields)
+from semrec.data.readers.common import (build_dataset, cast_checked, normalise_text_columns, read_lines,
+                                        reader_meta, split_fields)
 from semrec.errors import DataError
 
 TYPES = ("token", "token_seq", "float", "float_seq")
@@ -87,10 +87,14 @@ def read_recbole(path: str | Path, *, user_field: str = "user_id", item_field: s
         if f not in kinds:
             raise DataError(f"no {f!r} column; header has {list(kinds)}", path=inter_path, line=1, field=f,
                             fix=f"pass -o {'user' if f == user_field else 'item'}_field=<column>")
-    raw, n = cast_checked(raw, {}, inter_path, on_bad_rows, required=(user_field, item_field))
+    has_time = time_field in kinds
+    # times and ratings declared `token` (strings) are parsed as numbers too, naming the line that is not one
+    numeric = {f: pl.Float64 for f in (time_field, rating_field) if f in kinds}
+    raw, n = cast_checked(raw, numeric, inter_path, on_bad_rows,
+                          required=(user_field, item_field) + ((time_field,) if has_time else ()))
     n_bad += n
     cols = [pl.col(user_field).alias("user_id"), pl.col(item_field).alias("item_id")]
-    if time_field in kinds:
+    if has_time:
         cols.append(pl.col(time_field).cast(pl.Int64).alias("timestamp"))
     if rating_field in kinds:
         cols.append(pl.col(rating_field).alias("rating"))
@@ -112,8 +116,9 @@ def read_recbole(path: str | Path, *, user_field: str = "user_id", item_field: s
                                "rating_field": rating_field, "text_seq_fields": text_seq_fields,
                                "on_bad_rows": on_bad_rows}
     meta = reader_meta("recbole", sources, options, n_bad, "unix" if time_field in kinds else "order")
-    return Dataset.build(inter, items, name=name or inter_path.stem, text_fields=text_fields, meta=meta,
-                         users=users)
+    return build_dataset(inter, items, path=inter_path, n_bad=n_bad, name=name or inter_path.stem,
+                         expected=f"tab-separated rows with {user_field!r} and {item_field!r} under a name:type header",
+                         text_fields=text_fields, meta=meta, users=users)
 
 
 def _entity_table(df: pl.DataFrame, kinds: dict[str, str], key: str, new_key: str, path: Path) -> pl.DataFrame:

@@ -15,8 +15,9 @@ from typing import Any, Sequence
 import polars as pl
 
 from semrec.data.dataset import Dataset
-from semrec.data.readers.common import (cast_checked, check_policy, existing_file, is_gzip, keep_or_raise,
-                                        normalise_text_columns, read_bytes, reader_meta)
+from semrec.data.readers.common import (POLARS_ERRORS, SNIFF_BYTES, build_dataset, cast_checked, check_policy,
+                                        existing_file, is_gzip, keep_or_raise, normalise_text_columns, read_bytes,
+                                        reader_meta, sniff_binary)
 from semrec.errors import ConfigError, DataError
 
 PARQUET = (".parquet", ".pq")
@@ -42,12 +43,20 @@ class TableSource:
         self.in_memory = not self.parquet and (is_gzip(self.path) or encoding.lower() not in ("utf-8", "utf8"))
         self.first_line = 2 if has_header else 1  # file line of row 0
         self._data: bytes | None = None
+        with open(self.path, "rb") as f:
+            head = f.read(SNIFF_BYTES)
+        if self.parquet and not head.startswith(b"PAR1"):
+            raise DataError("not a Parquet file (it does not start with PAR1)", path=self.path,
+                            fix="re-export it as Parquet, or give a CSV/TSV file a .csv/.tsv name")
+        if not self.parquet and not self.in_memory:  # gzip / other encodings are checked when decoded
+            sniff_binary(head, self.path, "a CSV/TSV file")
 
     def _csv_source(self) -> Any:
         if not self.in_memory:
             return self.path
         if self._data is None:  # gzip or non-UTF-8: polars scans only plain UTF-8 files, so decode once in memory
-            data = read_bytes(self.path)
+            utf8 = self.encoding.lower() in ("utf-8", "utf8")
+            data = read_bytes(self.path, "a CSV/TSV file", sniff=utf8)
             if self.encoding.lower() not in ("utf-8", "utf8"):
                 try:
                     data = data.decode(self.encoding).encode("utf-8")
@@ -76,7 +85,7 @@ class TableSource:
     def column_names(self) -> list[str]:
         try:
             return self.scan(text=True).collect_schema().names()
-        except pl.exceptions.PolarsError as e:
+        except POLARS_ERRORS as e:
             raise DataError(f"cannot read the header: {str(e).splitlines()[0]}", path=self.path, line=1,
                             fix="check the separator (-o separator=...) and encoding") from None
 
@@ -108,10 +117,11 @@ def read_interactions(src: TableSource, user_col: str, item_col: str, time_col: 
         lf = src.scan({mapping[r]: t for r, t in types.items() if not src.parquet}).select(select)
         if src.parquet:
             lf = lf.with_columns([pl.col(r).cast(t) for r, t in types.items()])
-        df = lf.collect(engine="streaming")
-        if not any(df[c].null_count() for c in required):
+        df = _strip_ids(lf.collect(engine="streaming"))
+        if not any(df[c].null_count() for c in required) and not any((df[c] == "").any() for c in ("user_id",
+                                                                                                   "item_id")):
             return _parse_time(df, time_format, src.path, on_bad_rows, src.first_line)
-    except pl.exceptions.PolarsError:
+    except POLARS_ERRORS:
         pass
     return _diagnose(src, select, types, required, time_format, on_bad_rows, {r: c for r, c in mapping.items()})
 
@@ -129,7 +139,7 @@ def _diagnose(src: TableSource, select: list[pl.Expr], types: dict[str, pl.DataT
             df = (src.scan(text=True, lossy=lossy).select(select).with_row_index("line")
                   .with_columns(pl.col("line").cast(pl.Int64) + src.first_line).collect(engine="streaming"))
             break
-        except pl.exceptions.PolarsError as e:
+        except POLARS_ERRORS as e:
             msg = str(e)
             if "utf-8" in msg and not lossy:
                 data = read_bytes(src.path)
@@ -153,7 +163,12 @@ def _diagnose(src: TableSource, select: list[pl.Expr], types: dict[str, pl.DataT
     text_types = {k: v for k, v in types.items() if k not in ("user_id", "item_id")}
     df, n = cast_checked(df, text_types, src.path, on_bad_rows, required=required, line_col="line", labels=labels)
     df, n_time = _parse_time(df, time_format, src.path, on_bad_rows, src.first_line)
-    return df.drop("line", strict=False), n_bad + n + n_time
+    return _strip_ids(df.drop("line", strict=False)), n_bad + n + n_time
+
+
+def _strip_ids(df: pl.DataFrame) -> pl.DataFrame:
+    """Ids without surrounding blanks ('u1, i1' hand-written CSVs); `Dataset.build` casts ids to strings."""
+    return df.with_columns([pl.col(c).str.strip_chars() for c in ("user_id", "item_id") if df.schema[c] == pl.Utf8])
 
 
 def _parse_time(df: pl.DataFrame, time_format: str | None, path: Path, on_bad_rows: str,
@@ -191,7 +206,12 @@ def read_item_table(path: str | Path, key: str, columns: Sequence[str] | None = 
         raise DataError(f"no column(s) {missing}; the table has {names}", path=src.path, line=1, field=missing[0],
                         fix=f"fix -o {kind}_columns=[...]")
     new_key = f"{kind}_id"
-    df = src.scan(text=not src.parquet).select(pl.col(key).cast(pl.Utf8).alias(new_key), *attrs).collect()
+    try:
+        df = src.scan(text=not src.parquet).select(pl.col(key).cast(pl.Utf8).str.strip_chars().alias(new_key),
+                                                   *attrs).collect()
+    except POLARS_ERRORS as e:
+        raise DataError(f"cannot read the {kind} table: {str(e).splitlines()[0]}", path=src.path,
+                        fix="check the separator, quoting and encoding (one record per line)") from None
     return pl.concat([df.select(new_key), normalise_text_columns(df.drop(new_key), src.path)], how="horizontal")
 
 
@@ -230,4 +250,7 @@ def read_table(path: str | Path, *, user_col: str = "user_id", item_col: str = "
                                "user_key": user_key, "on_bad_rows": on_bad_rows}
     meta = reader_meta("table", sources, options, n_bad, "unix" if time_col else "order")
     stem = src.path.name.split(".")[0]
-    return Dataset.build(inter, item_df, name=name or stem, text_fields=text_fields, meta=meta, users=user_df)
+    return build_dataset(inter, item_df, path=src.path, n_bad=n_bad, name=name or stem, text_fields=text_fields,
+                         meta=meta, users=user_df,
+                         expected=f"rows with the columns {user_col!r} and {item_col!r}" +
+                         (f" and {time_col!r}" if time_col else ""))
