@@ -27,8 +27,23 @@ def _register() -> None:
 
     app.add_typer(data.app, name="data")
     quickstart.register(app)
-    for name in ("train", "ids", "recommend"):
+    for name in ("train", "ids", "recommend", "serve"):
         __import__(f"semrec.cli.{name}", fromlist=["register"]).register(app)
+
+
+def _click_exceptions() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(usage errors, aborts) of click and of the click copy newer typer versions vendor as typer._click."""
+    import importlib
+
+    usage, aborts = [], []
+    for mod in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            m = importlib.import_module(mod)
+        except ImportError:
+            continue
+        usage += [getattr(m, "ClickException")] if hasattr(m, "ClickException") else []
+        aborts += [getattr(m, "Abort")] if hasattr(m, "Abort") else []
+    return tuple(usage), tuple(aborts)
 
 
 def _debug(argv: list[str]) -> bool:
@@ -37,32 +52,31 @@ def _debug(argv: list[str]) -> bool:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command, turning every failure into one clear line and an exit code."""
-    import click
-
     from semrec.cli.console import err
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _debug(argv)
     argv = [a for a in argv if a != "--debug"]
     _register()
+    usage_errors, aborts = _click_exceptions()
     try:
         app(args=argv, prog_name="semrec", standalone_mode=False)
     except (typer.Exit, SystemExit) as e:
         code = getattr(e, "exit_code", getattr(e, "code", 0))
         sys.exit(code or 0)
-    except (typer.Abort, click.exceptions.Abort):
+    except (typer.Abort, *aborts):
         err.print("aborted", style="red")
         sys.exit(INTERNAL_EXIT)
     except KeyboardInterrupt:
         err.print("interrupted; outputs are only ever replaced whole, so nothing was half-written", style="red")
         sys.exit(130)
-    except click.ClickException as e:  # usage mistakes: usage line + the error
+    except usage_errors as e:  # usage mistakes: usage line + the error
         e.show()
         sys.exit(e.exit_code)
     except SemrecError as e:
         if debug:
             raise
-        err.print(f"error: {e}", style="bold red")
+        err.print(f"error: {e}", style="bold red", soft_wrap=True)
         sys.exit(USAGE_EXIT)
     except MemoryError:
         if debug:
@@ -74,11 +88,11 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         where = f" {e.filename}" if e.filename else ""
-        err.print(f"error:{where}: {e.strerror or e}", style="bold red")
+        err.print(f"error:{where}: {e.strerror or e}", style="bold red", soft_wrap=True)
         sys.exit(USAGE_EXIT)
     except Exception as e:  # a bug in semrec, not in the user's input: say so, and how to see it in full
         if debug:
             raise
         err.print(f"internal error: {type(e).__name__}: {e} (this is a bug in semrec; rerun with --debug for "
-                  "the traceback and report it)", style="bold red")
+                  "the traceback and report it)", style="bold red", soft_wrap=True)
         sys.exit(INTERNAL_EXIT)

@@ -68,17 +68,34 @@ def recommend_ids(run_dir: Path, history: list[str], k: int = 10, data: Optional
 def register(app: typer.Typer) -> None:
     @app.command()
     def recommend(run_dir: Path = typer.Argument(..., help="Run folder (from `semrec train`) or model folder."),
-                  history: str = typer.Option(..., "--history", help="Comma-separated item ids, oldest first."),
+                  history: Optional[str] = typer.Option(None, "--history", help="Comma-separated item ids, oldest first."),
                   k: int = typer.Option(10, "-k", "--k", help="How many items to return."),
                   data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder (default: the run's)."),
                   exclude_history: bool = typer.Option(False, "--exclude-history", help="Never return history items."),
                   device: str = typer.Option("cpu", "--device"),
-                  as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-        """Recommend the next items for one user history.
+                  as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+                  input_path: Optional[Path] = typer.Option(None, "--input", help="Batch: histories file (.parquet, "
+                                                            ".csv, .jsonl; columns history [, user_id])."),
+                  out_path: Optional[Path] = typer.Option(None, "--out", help="Batch: recommendations .parquet."),
+                  overwrite: bool = typer.Option(False, "--overwrite", help="Batch: replace an earlier --out."),
+                  batch_size: int = typer.Option(4096, "--batch-size", help="Batch: histories per step."),
+                  ) -> None:
+        """Recommend the next items for one user history, or (--input/--out) for every history in a file.
 
         Example: semrec recommend runs/beauty-tiger --history "B004756YJA,B00BQYWEK8" -k 10
+
+        Batch: semrec recommend runs/beauty-sasrec --input histories.parquet --k 20 --exclude-history --out recs.parquet
         """
         from rich.table import Table
+
+        if input_path is not None or out_path is not None:  # batch path: semrec.serving.batch
+            from semrec.serving.batch import batch_command
+
+            batch_command(run_dir, input_path, out_path, k=k, data=data, exclude_seen=exclude_history,
+                          device=device, overwrite=overwrite, batch_size=batch_size, history=history)
+            return
+        if history is None:
+            raise ConfigError("pass --history ID1,ID2,... (one user) or --input FILE --out FILE.parquet (batch)")
 
         items = [h.strip() for h in history.split(",") if h.strip()]
         rows = recommend_ids(run_dir, items, k=k, data=data, exclude_history=exclude_history, device=device)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Optional
 
@@ -10,19 +11,18 @@ from rich import box
 from rich.table import Table
 
 from semrec.cli.console import err, out
+from semrec.cli.options import Device, Overwrite, Threads, check_device, parse_ks, set_threads
+from semrec.data.splits import SPLITS
 from semrec.errors import ConfigError
 
+class EvalSplit(str, enum.Enum):
+    valid = "valid"
+    test = "test"
+
+
+SplitKind = enum.Enum("SplitKind", {k.replace("-", "_"): k for k in SPLITS}, type=str)  # type: ignore[misc]
+
 COMPACT = {"box": box.SIMPLE_HEAVY, "collapse_padding": True, "pad_edge": False}  # fits 80 columns
-
-
-def _ks(text: str) -> tuple[int, ...]:
-    try:
-        ks = tuple(sorted({int(k) for k in text.split(",") if k.strip()}))
-    except ValueError:
-        raise ConfigError(f"--ks {text!r}: give comma-separated cut-offs, e.g. --ks 5,10,20") from None
-    if not ks:
-        raise ConfigError("--ks needs at least one cut-off")
-    return ks
 
 
 def short(metric: str) -> str:
@@ -70,7 +70,7 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(..., "--data", help="Dataset folder (semrec data import)."),
         out_dir: Path = typer.Option(..., "--out", help="Run folder to write."),
         split: Optional[Path] = typer.Option(None, "--split", help="Saved split folder (semrec data split)."),
-        split_kind: str = typer.Option("leave-one-out", help="Split to compute when --split is not given."),
+        split_kind: SplitKind = typer.Option("leave-one-out", help="Split to compute when --split is not given."),
         split_option: list[str] = typer.Option([], "--split-option", help="Split option key=value."),
         config: Optional[Path] = typer.Option(None, "--config", help="YAML/JSON file of model options."),
         set_: list[str] = typer.Option([], "--set", help="Option override key=value, e.g. train.lr=1e-3, epochs=5."),
@@ -78,10 +78,15 @@ def register(app: typer.Typer) -> None:
         ks: str = typer.Option("5,10,20", help="Metric cut-offs."),
         exclude_history: bool = typer.Option(False, "--exclude-history",
                                              help="Mask history items when ranking (default: no, as published)."),
-        resume: bool = typer.Option(False, "--resume", help="Continue from RUN_DIR/checkpoints/last."),
-        threads: Optional[int] = typer.Option(None, help="torch CPU threads for training and evaluation."),
+        resume: bool = typer.Option(False, "--resume", help="Continue an interrupted (or finished) run from its "
+                                    "last checkpoint."),
+        overwrite: Overwrite = False,
+        threads: Threads = None,
     ) -> None:
         """Train MODEL on a dataset, evaluate valid + test with full ranking, write a run folder.
+
+        The run folder appears only when the run is complete (it is built in a hidden `.NAME.partial` beside it);
+        an interrupted run continues with `--resume`.
 
         Examples:
 
@@ -91,50 +96,66 @@ def register(app: typer.Typer) -> None:
         """
         from semrec.cli.options import parse_key_values
         from semrec.data import Dataset
-        from semrec.training.run import build_model, make_split, train_run
+        from semrec.io import check_output
+        from semrec.models import get_model_class
+        from semrec.training.run import make_split, preflight, resolve_config, train_run
 
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
-            set_ = [*set_, f"train.num_threads={threads}"] if model_has_train(model) else set_
+        check_output(out_dir, "run", overwrite or resume)
+        check_device(device)
+        split_options = parse_key_values(split_option, "--split-option")
+        if split is not None and (split_option or split_kind != "leave-one-out"):
+            raise ConfigError("--split loads a saved split; --split-kind/--split-option only apply without it")
+        if threads and model_has_train(model):
+            set_ = [*set_, f"train.num_threads={threads}"]
+        metric_ks = parse_ks(ks)
+        cfg = resolve_config(model, config, set_, device)  # options checked before any data is read
+        preflight(model, cfg)
+        set_threads(threads)
         ds = Dataset.load(data)
-        sp = make_split(ds, split, split_kind, parse_key_values(split_option))
-        m = build_model(model, ds.n_items, config, set_, device)
+        sp = make_split(ds, split, split_kind.value if hasattr(split_kind, "value") else split_kind, split_options)
+        m = get_model_class(model)(ds.n_items, cfg)
         err.print(f"training {model} on {ds} ({sp.kind}: {len(sp.train):,} train sequences, "
                   f"{len(sp.valid):,} valid / {len(sp.test):,} test rows)")
-        provenance = {"data": str(data), "split_source": str(split) if split else f"computed: {split_kind}"}
-        metrics = train_run(m, sp, out_dir, dataset=ds, ks=_ks(ks), exclude_history=exclude_history,
-                            resume=resume, provenance=provenance)
+        provenance = {"data": str(data), "split_source": str(split) if split else f"computed: {sp.kind}"}
+        metrics = train_run(m, sp, out_dir, dataset=ds, ks=metric_ks, exclude_history=exclude_history,
+                            resume=resume, overwrite=overwrite, provenance=provenance)
         flag = ", history excluded" if exclude_history else ""
         out.print(metrics_table(f"{model} on {ds.name} (full ranking{flag})",
-                                {"valid": metrics["valid"], "test": metrics["test"]}, _ks(ks)))
+                                {"valid": metrics["valid"], "test": metrics["test"]}, metric_ks))
         err.print(f"wrote {out_dir}  (fit {metrics['timing']['fit_s']:.1f}s)")
 
     @app.command()
     def evaluate(
         run: Path = typer.Argument(..., help="Run folder written by `semrec train`."),
-        split: str = typer.Option("test", help="valid or test."),
+        split: EvalSplit = typer.Option("test", help="valid or test."),
         exclude_history: bool = typer.Option(False, "--exclude-history", help="Mask history items when ranking."),
         ks: str = typer.Option("5,10,20", help="Metric cut-offs."),
-        batch_size: int = typer.Option(1024, help="Users per scoring batch."),
-        device: str = typer.Option("cpu", help="Device to score on."),
+        batch_size: int = typer.Option(1024, min=1, help="Users per scoring batch."),
+        device: Device = "cpu",
         breakdown: bool = typer.Option(True, help="Also print breakdowns by target popularity and history length."),
+        overwrite: Overwrite = False,
+        threads: Threads = None,
     ) -> None:
         """Re-evaluate a run's model; saves RUN/eval/<split>[-exclude-history] and prints metrics with 95% CIs.
+
+        An earlier evaluation under other cut-offs is kept unless --overwrite is given.
 
         Example: semrec evaluate runs/beauty-itemknn --split test --exclude-history
         """
         from semrec.evaluation import evaluate as run_eval
-        from semrec.training.run import eval_name, load_run
+        from semrec.training.run import check_eval_target, check_run_dir, eval_name, load_run
 
-        if split not in ("valid", "test"):
-            raise ConfigError(f"--split {split!r}: use valid or test")
+        split_name = split.value if hasattr(split, "value") else split
+        metric_ks = parse_ks(ks)
+        check_device(device)
+        target = check_run_dir(run) / "eval" / eval_name(split_name, exclude_history)
+        check_eval_target(target, metric_ks, overwrite)
+        set_threads(threads)
         model, sp, _ = load_run(run, device=device)
-        res = run_eval(model, getattr(sp, split), ks=_ks(ks), batch_size=batch_size,
-                       exclude_history=exclude_history, train=sp.train, progress=True, name=split)
-        res.save(run / "eval" / eval_name(split, exclude_history))
-        table = Table(title=f"{model.name}: {split} ({len(res):,} rows, full ranking"
+        res = run_eval(model, getattr(sp, split_name), ks=metric_ks, batch_size=batch_size,
+                       exclude_history=exclude_history, train=sp.train, progress=True, name=split_name)
+        res.save(target)
+        table = Table(title=f"{model.name}: {split_name} ({len(res):,} rows, full ranking"
                             f"{', history excluded' if exclude_history else ''}, {res.settings['eval_s']:.2f}s)")
         for c in ("metric", "value", "95% CI"):
             table.add_column(c, justify="left" if c == "metric" else "right")
@@ -152,10 +173,10 @@ def register(app: typer.Typer) -> None:
     def compare(
         run_a: Path = typer.Argument(..., help="Baseline run folder (or EvalResult folder)."),
         run_b: Path = typer.Argument(..., help="Run folder compared against it."),
-        split: str = typer.Option("test", help="valid or test."),
+        split: EvalSplit = typer.Option("test", help="valid or test."),
         exclude_history: bool = typer.Option(False, "--exclude-history", help="Compare the history-excluded evals."),
         metric: list[str] = typer.Option([], "--metric", help="Metrics to compare (default: all)."),
-        n_boot: int = typer.Option(1000, help="Bootstrap resamples for the CI."),
+        n_boot: int = typer.Option(1000, min=1, help="Bootstrap resamples for the CI."),
     ) -> None:
         """Paired comparison of two runs on the same rows: delta (B - A), 95% bootstrap CI, t-test and Wilcoxon p.
 
@@ -164,8 +185,17 @@ def register(app: typer.Typer) -> None:
         from semrec.evaluation import compare as run_compare
         from semrec.training.run import load_eval
 
+        from semrec.training.config import metric_k
+
+        split = split.value if hasattr(split, "value") else split
+        for m in metric:
+            metric_k(m)
         a = load_eval(run_a, split, exclude_history)
         b = load_eval(run_b, split, exclude_history)
+        unknown = [m for m in metric if m not in a.summary() or m not in b.summary()]
+        if unknown:
+            raise ConfigError(f"--metric {unknown[0]!r} was not computed for both runs; available: "
+                              f"{sorted(set(a.summary()) & set(b.summary()))}")
         default = [f"{m}@{k}" for k in sorted(set(a.ks) & set(b.ks)) for m in ("recall", "ndcg")] + ["mrr"]
         rows = run_compare(a, b, metrics=metric or default, n_boot=n_boot)
         table = Table(title=f"{split}: B = {run_b.name} vs A = {run_a.name} ({rows[0]['rows']:,} paired rows)",

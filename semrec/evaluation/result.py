@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from semrec.evaluation.metrics import metric_names, row_metric
-from semrec.io import atomic_dir, read_json, write_json
+from semrec.errors import DataError
+from semrec.io import atomic_dir, load_npz, read_json, write_json
 
 POPULARITY_EDGES = (1, 5, 20, 100)  # training interactions of the target: 0 | 1-4 | 5-19 | 20-99 | 100+
 HISTORY_EDGES = (5, 10, 20, 50)  # history length: <5 | 5-9 | 10-19 | 20-49 | 50+
@@ -103,9 +104,12 @@ class EvalResult:
     @classmethod
     def load(cls, path: str | Path) -> "EvalResult":
         path = Path(path)
+        fix = "re-run `semrec evaluate` on the run"
         info = read_json(path / "result.json")
-        with np.load(path / "ranks.npz", allow_pickle=False) as z:
-            a = {k: z[k] for k in z.files}
+        if not isinstance(info.get("metrics"), dict) or not isinstance(info.get("ks"), list):
+            raise DataError("expected 'metrics' (mapping) and 'ks' (list)", path=path / "result.json", fix=fix)
+        a = load_npz(path / "ranks.npz", ("users", "target_offsets", "ranks", "history_lengths"), "evaluation ranks",
+                     fix)
         return cls(metrics=info["metrics"], ks=tuple(info["ks"]), users=a["users"], target_offsets=a["target_offsets"],
                    ranks=a["ranks"], history_lengths=a["history_lengths"], target_popularity=a.get("target_popularity"),
                    settings=info.get("settings", {}))

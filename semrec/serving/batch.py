@@ -149,3 +149,25 @@ def recommend_file(engine: Any, input_path: str | Path, out: str | Path, k: int 
     wall = time.perf_counter() - t0
     return {"rows": rows, "unknown_ids": unknown_total, "wall_s": round(wall, 3),
             "users_per_s": round(rows / wall, 1) if wall > 0 else None, "out": str(out)}
+
+
+def batch_command(run_dir: Path, input_path: Path | None, out: Path | None, *, k: int, data: Path | None,
+                  exclude_seen: bool, device: str, overwrite: bool, batch_size: int, history: str | None) -> None:
+    """`semrec recommend RUN --input FILE --out FILE.parquet`: check the options, load the run, write the file."""
+    from semrec.cli.console import err
+    from semrec.serving.engine import Engine
+
+    if history is not None:
+        raise ConfigError("--history is for one user; --input/--out recommend for a whole file (use one or the other)")
+    if input_path is None or out is None:
+        raise ConfigError("batch recommendations need both --input FILE and --out FILE.parquet")
+    if out.suffix != ".parquet":
+        raise ConfigError(f"--out must be a .parquet file (got {out.name!r})")
+    if k < 1 or batch_size < 1:
+        raise ConfigError("--k and --batch-size must be >= 1")
+    check_output(out, FILE_KIND, overwrite, is_file=True, file_kind=output_kind(out) if out.exists() else None)
+    engine = Engine.from_run(run_dir, data=data, device=device)
+    info = recommend_file(engine, input_path, out, k=k, exclude_seen=exclude_seen, batch_size=batch_size,
+                          overwrite=overwrite)
+    err.print(f"wrote {out}: {info['rows']:,} users in {info['wall_s']:.1f}s ({info['users_per_s']:,} users/s); "
+              f"{info['unknown_ids']:,} unknown history ids ignored")

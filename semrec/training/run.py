@@ -60,13 +60,12 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def build_model(name: str, n_items: int, config_file: str | Path | None = None,
-                overrides: list[str] | dict[str, Any] | None = None, device: str | None = None) -> Any:
-    """Instantiate registered model `name` with defaults <- config file <- overrides (<- device)."""
+def resolve_config(name: str, config_file: str | Path | None = None,
+                   overrides: list[str] | dict[str, Any] | None = None, device: str | None = None) -> Any:
+    """Model `name`'s Config: defaults <- config file <- overrides (<- device), every value type-checked."""
     from semrec.models import get_model_class
 
-    cls = get_model_class(name)
-    cfg = cls.Config()
+    cfg = get_model_class(name).Config()
     if config_file is not None:
         cfg = apply_overrides(cfg, read_config_file(config_file))
     if overrides:
@@ -77,7 +76,43 @@ def build_model(name: str, n_items: int, config_file: str | Path | None = None,
             cfg = apply_overrides(cfg, {"train.device": device})
         elif "device" in names:
             cfg = apply_overrides(cfg, {"device": device})
-    return cls(n_items, cfg)
+    return cfg
+
+
+def build_model(name: str, n_items: int, config_file: str | Path | None = None,
+                overrides: list[str] | dict[str, Any] | None = None, device: str | None = None) -> Any:
+    """Instantiate registered model `name` with defaults <- config file <- overrides (<- device)."""
+    from semrec.models import get_model_class
+
+    return get_model_class(name)(n_items, resolve_config(name, config_file, overrides, device))
+
+
+def preflight(name: str, cfg: Any) -> None:
+    """Refuse, before any data is read or anything written, options that would only fail later: a code table
+    model `name` needs but was not given, or an input path (any `*_path` option) that does not exist."""
+    names = {f.name for f in dataclasses.fields(cfg)}
+    if "codes_path" in names and cfg.codes_path is None:
+        raise ConfigError(f"{name} needs a semantic-ID code table (fix: --set codes_path=DIR, a folder "
+                          "written by `semrec ids fit`)")
+    for field_name in sorted(n for n in names if n.endswith("_path")):
+        value = getattr(cfg, field_name)
+        if isinstance(value, str) and value and not Path(value).exists():
+            raise ConfigError(f"option {field_name!r}: {value} does not exist "
+                              f"(fix: --set {field_name}=EXISTING_PATH)")
+
+
+def check_eval_target(target: Path, ks: tuple[int, ...], overwrite: bool) -> None:
+    """Refuse to replace an earlier evaluation computed with other cut-offs unless `overwrite` says so."""
+    from semrec.errors import OutputError
+
+    info = target / "result.json"
+    if not info.exists() or overwrite:
+        return
+    old = read_json(info)
+    old_ks = tuple(old.get("ks", ()))
+    if old_ks and old_ks != tuple(ks):
+        raise OutputError(f"{target} holds an evaluation with cut-offs {list(old_ks)}, not {list(ks)}",
+                          fix="pass --overwrite to replace it, or use the same --ks")
 
 
 def make_split(dataset: Dataset, split_dir: str | Path | None = None, kind: str = "leave-one-out",
