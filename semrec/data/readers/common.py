@@ -47,6 +47,24 @@ BINARY_MAGIC = (
 )
 
 
+def read_parquet_checked(path: Path, columns: list[str] | None = None, schema_only: bool = False) -> pl.DataFrame:
+    """A Parquet file (only `columns`; no rows with `schema_only`) as a polars frame, read by pyarrow.
+
+    Why not polars: on some corrupted files (a flipped page-length byte) polars tries to allocate exabytes and
+    aborts the whole process, which no `except` can catch; pyarrow reports the same files as errors.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        if schema_only:
+            return pl.from_arrow(pq.read_schema(path).empty_table())  # type: ignore[return-value]
+        return pl.from_arrow(pq.read_table(path, columns=columns))  # type: ignore[return-value]
+    except (pa.ArrowException, OSError, ValueError, NotImplementedError, *POLARS_ERRORS) as e:
+        raise DataError(f"cannot read the Parquet file: {str(e).splitlines()[0][:200]}", path=path,
+                        fix="re-export or re-download the file") from None
+
+
 def check_policy(on_bad_rows: str) -> None:
     if on_bad_rows not in ON_BAD_ROWS:
         raise DataError(f"unknown on_bad_rows {on_bad_rows!r}", field="on_bad_rows", fix="use 'error' or 'skip'")

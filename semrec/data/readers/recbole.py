@@ -15,8 +15,8 @@ from typing import Any, Sequence
 import polars as pl
 
 from semrec.data.dataset import Dataset
-from semrec.data.readers.common import (build_dataset, cast_checked, normalise_text_columns, read_lines,
-                                        reader_meta, split_fields)
+from semrec.data.readers.common import (build_dataset, cast_checked, normalise_text_columns, read_bytes,
+                                        read_lines, reader_meta, split_fields)
 from semrec.errors import DataError
 
 TYPES = ("token", "token_seq", "float", "float_seq")
@@ -39,6 +39,9 @@ def read_atomic(path: Path, on_bad_rows: str = "error", separator: str = "\t", s
                 text_seq_fields: Sequence[str] | None = None) -> tuple[pl.DataFrame, dict[str, str], int]:
     """One atomic file as a typed frame (with `lineno`), its {field: type}, and the count of bad rows."""
     lines, n_bad = read_lines(path, on_bad_rows)
+    if n_bad and (lines.height == 0 or not _header_decodes(path)):  # a skipped header must not make row 1 one
+        raise DataError("the header line is not valid UTF-8", path=path, line=1,
+                        fix="re-encode the file as UTF-8 (header: name:type columns)")
     header = parse_header(lines["line"][0], path, separator)
     names = [n for n, _ in header]
     df, n = split_fields(lines.slice(1), separator, names, path, on_bad_rows)
@@ -56,6 +59,15 @@ def read_atomic(path: Path, on_bad_rows: str = "error", separator: str = "\t", s
             seqs.append(pl.col(name).str.split(seq_separator).list.eval(
                 pl.element().filter(pl.element() != "").cast(pl.Float64, strict=False)))
     return (df.with_columns(seqs) if seqs else df), kinds, n_bad
+
+
+def _header_decodes(path: Path) -> bool:
+    first = next((line for line in read_bytes(path).split(b"\n") if line.strip()), b"")
+    try:
+        first.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def _files(path: Path) -> tuple[Path, Path, Path]:

@@ -17,7 +17,7 @@ import polars as pl
 from semrec.data.dataset import Dataset
 from semrec.data.readers.common import (POLARS_ERRORS, SNIFF_BYTES, build_dataset, cast_checked, check_policy,
                                         existing_file, is_gzip, keep_or_raise, normalise_text_columns, read_bytes,
-                                        reader_meta, sniff_binary)
+                                        read_parquet_checked, reader_meta, sniff_binary)
 from semrec.errors import ConfigError, DataError
 
 PARQUET = (".parquet", ".pq")
@@ -67,10 +67,11 @@ class TableSource:
         return io.BytesIO(self._data)
 
     def scan(self, dtypes: dict[str, pl.DataType] | None = None, text: bool = False,
-             lossy: bool = False) -> pl.LazyFrame:
-        """Lazy scan; `dtypes` types those columns on read, `text=True` reads every column as a string."""
+             lossy: bool = False, columns: list[str] | None = None) -> pl.LazyFrame:
+        """Lazy scan; `dtypes` types those columns on read, `text=True` reads every column as a string.
+        Parquet is read (only `columns`) by pyarrow, which reports corrupted files instead of crashing."""
         if self.parquet:
-            return pl.scan_parquet(self.path)
+            return read_parquet_checked(self.path, columns).lazy()
         kwargs: dict[str, Any] = dict(separator=self.separator, has_header=self.has_header,
                                       quote_char=self.quote_char, encoding="utf8-lossy" if lossy else "utf8")
         if self.columns:
@@ -82,8 +83,16 @@ class TableSource:
         src = self._csv_source()
         return pl.scan_csv(src, **kwargs) if not self.in_memory else pl.read_csv(src, **kwargs).lazy()
 
+    def schema(self) -> pl.Schema:
+        """Column names and types (Parquet: from the footer, no rows read)."""
+        if self.parquet:
+            return read_parquet_checked(self.path, schema_only=True).schema
+        return self.scan(text=True).collect_schema()
+
     def column_names(self) -> list[str]:
         try:
+            if self.parquet:
+                return self.schema().names()
             return self.scan(text=True).collect_schema().names()
         except POLARS_ERRORS as e:
             raise DataError(f"cannot read the header: {str(e).splitlines()[0]}", path=self.path, line=1,
@@ -109,12 +118,13 @@ def read_interactions(src: TableSource, user_col: str, item_col: str, time_col: 
         types["rating"] = pl.Float32
     select = [pl.col(col).alias(role) for role, col in mapping.items()]
     if src.parquet and time_col is not None:
-        dtype = src.scan().collect_schema()[time_col]
+        dtype = src.schema()[time_col]
         if dtype == pl.Date or isinstance(dtype, pl.Datetime):  # Parquet datetimes -> unix seconds
             select[list(mapping).index("timestamp")] = pl.col(time_col).dt.epoch("s").alias("timestamp")
     required = tuple(r for r in ("user_id", "item_id", "timestamp") if r in mapping)
     try:
-        lf = src.scan({mapping[r]: t for r, t in types.items() if not src.parquet}).select(select)
+        lf = src.scan({mapping[r]: t for r, t in types.items() if not src.parquet},
+                      columns=list(dict.fromkeys(mapping.values()))).select(select)
         if src.parquet:
             lf = lf.with_columns([pl.col(r).cast(t) for r, t in types.items()])
         df = _strip_ids(lf.collect(engine="streaming"))
@@ -136,7 +146,8 @@ def _diagnose(src: TableSource, select: list[pl.Expr], types: dict[str, pl.DataT
     n_bad, lossy = 0, False
     for _ in range(2):
         try:
-            df = (src.scan(text=True, lossy=lossy).select(select).with_row_index("line")
+            df = (src.scan(text=True, lossy=lossy, columns=list(dict.fromkeys(labels.values()))).select(select)
+                  .with_row_index("line")
                   .with_columns(pl.col("line").cast(pl.Int64) + src.first_line).collect(engine="streaming"))
             break
         except POLARS_ERRORS as e:
@@ -207,7 +218,7 @@ def read_item_table(path: str | Path, key: str, columns: Sequence[str] | None = 
                         fix=f"fix -o {kind}_columns=[...]")
     new_key = f"{kind}_id"
     try:
-        df = src.scan(text=not src.parquet).select(pl.col(key).cast(pl.Utf8).str.strip_chars().alias(new_key),
+        df = src.scan(text=not src.parquet, columns=[key, *attrs]).select(pl.col(key).cast(pl.Utf8).str.strip_chars().alias(new_key),
                                                    *attrs).collect()
     except POLARS_ERRORS as e:
         raise DataError(f"cannot read the {kind} table: {str(e).splitlines()[0]}", path=src.path,
