@@ -29,6 +29,7 @@ _LEGACY_SIGNATURES: dict[str, tuple[str, ...]] = {
     "run": ("config.json", "model"),
     "ids": ("tokenizer.json", "tokenizer.safetensors"),
     "eval": ("result.json",),
+    "quickstart": ("dataset", "split", "runs"),
 }
 
 

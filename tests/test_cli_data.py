@@ -30,4 +30,4 @@ def test_malformed_input_names_file_and_line_and_writes_nothing(tmp_path):
 
 def test_unknown_format_is_a_clear_error(tmp_path):
     r = run("data", "import", "nope", str(tmp_path), "--out", str(tmp_path / "o"))
-    assert r.returncode == 2 and "unknown format 'nope'" in r.stderr
+    assert r.returncode == 2 and "'nope' is not one of" in r.stderr and "Traceback" not in r.stderr

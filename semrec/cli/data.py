@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Optional
 
@@ -10,26 +11,43 @@ import typer
 from rich.table import Table
 
 from semrec.cli.console import err, out
-from semrec.cli.options import parse_key_values
+from semrec.cli.options import Overwrite, parse_key_values
 from semrec.data import Dataset, filter_dataset
 from semrec.data.readers import READERS
 from semrec.data.splits import SPLITS
-from semrec.errors import ConfigError
+from semrec.errors import ConfigError, DataError
 
 app = typer.Typer(help="Import, inspect and split datasets.", no_args_is_help=True)
 
 
+class BadRows(str, enum.Enum):
+    error = "error"
+    skip = "skip"
+
+
+class Duplicates(str, enum.Enum):
+    keep_all = "keep-all"
+    keep_first = "keep-first"
+    keep_last = "keep-last"
+
+
+Format = enum.Enum("Format", {k: k for k in sorted(READERS)}, type=str)  # type: ignore[misc]
+SplitKind = enum.Enum("SplitKind", {k.replace("-", "_"): k for k in SPLITS}, type=str)  # type: ignore[misc]
+
+
 @app.command("import")
 def import_(
-    format: str = typer.Argument(..., help=f"Input format: one of {', '.join(sorted(READERS))}."),
+    format: Format = typer.Argument(..., help=f"Input format: one of {', '.join(sorted(READERS))}."),
     path: Path = typer.Argument(..., help="Main input file or folder of that format."),
     out_dir: Path = typer.Option(..., "--out", help="Dataset folder to write (Parquet + manifest.json)."),
     option: list[str] = typer.Option([], "--option", "-o", help="Reader option key=value (repeatable)."),
-    on_bad_rows: str = typer.Option("error", help="'error' stops at the first malformed row; 'skip' counts them."),
-    user_k: int = typer.Option(0, help="Iterative k-core: minimum interactions per user (0 = off)."),
-    item_k: int = typer.Option(0, help="Iterative k-core: minimum interactions per item (0 = off)."),
+    on_bad_rows: BadRows = typer.Option("error", help="'error' stops at the first malformed row; 'skip' counts "
+                                        "them."),
+    user_k: int = typer.Option(0, min=0, help="Iterative k-core: minimum interactions per user (0 = off)."),
+    item_k: int = typer.Option(0, min=0, help="Iterative k-core: minimum interactions per item (0 = off)."),
     min_rating: Optional[float] = typer.Option(None, help="Keep interactions with rating >= this."),
-    duplicates: str = typer.Option("keep-all", help="keep-all, keep-first or keep-last per (user, item)."),
+    duplicates: Duplicates = typer.Option("keep-all", help="keep-all, keep-first or keep-last per (user, item)."),
+    overwrite: Overwrite = False,
 ) -> None:
     """Read FORMAT at PATH into a normalised dataset folder.
 
@@ -40,15 +58,46 @@ def import_(
 
       semrec data import s3rec Yelp.txt --out data/yelp -o item_text=Yelp.item.json -o text_key_offset=-1
     """
-    if format not in READERS:
-        raise ConfigError(f"unknown format {format!r}; choose one of {sorted(READERS)}")
-    opts = parse_key_values(option)
-    ds = READERS[format](path, on_bad_rows=on_bad_rows, **opts)
-    if user_k or item_k or min_rating is not None or duplicates != "keep-all":
-        ds = filter_dataset(ds, min_rating=min_rating, duplicates=duplicates, user_k=user_k, item_k=item_k)
-    ds.save(out_dir)
+    from semrec.data.readers.common import check_reader_options
+    from semrec.io import check_output
+
+    fmt, dup = _value(format), _value(duplicates)
+    check_output(out_dir, "dataset", overwrite)
+    if min_rating is not None and not np.isfinite(min_rating):
+        raise ConfigError(f"--min-rating {min_rating}: give a finite number")
+    opts = check_reader_options(READERS[fmt], parse_key_values(option), fmt)
+    ds = READERS[fmt](path, on_bad_rows=_value(on_bad_rows), **opts)
+    if user_k or item_k or min_rating is not None or dup != "keep-all":
+        ds = filter_dataset(ds, min_rating=min_rating, duplicates=dup, user_k=user_k, item_k=item_k)
+        if ds.n_interactions == 0:
+            raise DataError(f"no interaction is left after filtering (user_k={user_k}, item_k={item_k}, "
+                            f"min_rating={min_rating})", path=path, fix="lower the thresholds")
+    ds.save(out_dir, overwrite=overwrite)
     bad = ds.meta.get("bad_rows", 0)
     err.print(f"wrote {out_dir}: {ds}" + (f" (skipped {bad} bad rows)" if bad else ""))
+
+
+def _value(choice: object) -> str:
+    """The string of a typer enum choice (or the string itself)."""
+    return str(getattr(choice, "value", choice))
+
+
+def split_options(kind: str, pairs: list[str], flag: str = "--option") -> dict[str, object]:
+    """`key=value` options checked against split function `kind`'s parameters and their types."""
+    import inspect
+    import typing
+
+    from semrec.training.config import check_value
+
+    fn = SPLITS[kind]
+    params = list(inspect.signature(fn).parameters)[1:]  # after the dataset
+    hints = typing.get_type_hints(fn)
+    opts = parse_key_values(pairs, flag)
+    for key in opts:
+        if key not in params:
+            raise ConfigError(f"{flag} {key!r} is not an option of split {kind!r}; allowed: {', '.join(params)}")
+        opts[key] = check_value(opts[key], hints.get(key, typing.Any), key)
+    return opts
 
 
 def stats_table(ds: Dataset) -> Table:
@@ -103,8 +152,9 @@ def inspect(path: Path = typer.Argument(..., help="Dataset folder written by `se
 def split(
     path: Path = typer.Argument(..., help="Dataset folder."),
     out_dir: Path = typer.Option(..., "--out", help="Split folder to write (split.npz + split.json)."),
-    kind: str = typer.Option("leave-one-out", help=f"One of {', '.join(SPLITS)}."),
+    kind: SplitKind = typer.Option("leave-one-out", help=f"One of {', '.join(SPLITS)}."),
     option: list[str] = typer.Option([], "--option", "-o", help="Split option key=value, e.g. fraction=0.05."),
+    overwrite: Overwrite = False,
 ) -> None:
     """Split a dataset for training and evaluation.
 
@@ -114,9 +164,17 @@ def split(
 
       semrec data split data/beauty --kind cold-start -o fraction=0.05 --out data/beauty/cold
     """
-    if kind not in SPLITS:
-        raise ConfigError(f"unknown split kind {kind!r}; choose one of {list(SPLITS)}")
-    sp = SPLITS[kind](Dataset.load(path), **parse_key_values(option))
-    sp.save(out_dir)
-    err.print(f"wrote {out_dir}: {kind}, train users {len(sp.train):,}, valid rows {len(sp.valid):,}, "
+    from semrec.io import check_output
+
+    name = _value(kind)
+    check_output(out_dir, "split", overwrite)
+    opts = split_options(name, option)
+    try:
+        sp = SPLITS[name](Dataset.load(path), **opts)
+    except ValueError as e:  # a value outside the split's range (e.g. fraction=2)
+        if isinstance(e, DataError):
+            raise
+        raise ConfigError(f"split {name!r}: {e}") from None
+    sp.save(out_dir, overwrite=overwrite)
+    err.print(f"wrote {out_dir}: {name}, train users {len(sp.train):,}, valid rows {len(sp.valid):,}, "
               f"test rows {len(sp.test):,}")

@@ -45,7 +45,12 @@ def run_quickstart(out_dir: Path, seed: int = 0, models: tuple[str, ...] = MODEL
     from semrec.training.config import apply_overrides, auto_threads
     from semrec.training.run import build_model, train_run
 
+    from semrec.io import check_output, write_marker
+
     options = QUICK_OPTIONS if options is None else options
+    check_output(out_dir, "quickstart", overwrite=True)  # its own earlier output is replaced, nothing else
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_marker(out_dir, "quickstart")
     torch.set_num_threads(auto_threads())  # for evaluation too; training re-checks (train.num_threads=0)
     ds = synthetic_dataset(SyntheticConfig(seed=seed))
     ds.save(out_dir / "dataset")
@@ -60,7 +65,7 @@ def run_quickstart(out_dir: Path, seed: int = 0, models: tuple[str, ...] = MODEL
         model = build_model(name, ds.n_items, overrides=dict(options.get(name, {})))
         if hasattr(model, "train_config"):
             model.config = apply_overrides(model.config, {"train.seed": seed})
-        results[name] = train_run(model, split, out_dir / "runs" / name, dataset=ds, progress=False,
+        results[name] = train_run(model, split, out_dir / "runs" / name, dataset=ds, progress=False, overwrite=True,
                                   provenance={"data": str(out_dir / "dataset"), "split_source": str(out_dir / "split")})
         err.print(f"trained {name} in {time.perf_counter() - t0:.1f}s")
     return ds, split, results

@@ -42,9 +42,9 @@ class Split:
     options: dict[str, Any] = field(default_factory=dict)
     cold_items: np.ndarray | None = None
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path, overwrite: bool = True) -> None:
         """Arrays as .npz (no pickle) plus split.json."""
-        with atomic_dir(path, "split") as tmp:
+        with atomic_dir(path, "split", overwrite=overwrite) as tmp:
             arrays: dict[str, np.ndarray] = {"train_offsets": self.train.offsets, "train_items": self.train.items}
             for name, es in (("valid", self.valid), ("test", self.test)):
                 arrays |= {f"{name}_users": es.users, f"{name}_hist_offsets": es.histories.offsets,
@@ -82,6 +82,17 @@ class Split:
             if len(seqs.items) and (seqs.items.min() < 0 or seqs.items.max() >= sp.n_items):
                 raise DataError(f"item indices outside 0..{sp.n_items - 1}", path=path / "split.npz", fix=fix)
         return sp
+
+
+def check_fractions(kind: str, **fractions: float) -> None:
+    """Split ratios must lie in [0, 1) and leave some training data; a ConfigError names the option."""
+    from semrec.errors import ConfigError
+
+    for name, value in fractions.items():
+        if not 0.0 <= float(value) < 1.0:
+            raise ConfigError(f"split {kind!r}: {name}={value} must be in [0, 1)")
+    if sum(float(v) for v in fractions.values()) >= 1.0:
+        raise ConfigError(f"split {kind!r}: {' + '.join(fractions)} must stay below 1")
 
 
 def _single_targets(items: np.ndarray) -> Sequences:
@@ -143,6 +154,7 @@ def temporal_split(ds: Dataset, valid_time: int, test_time: int) -> Split:
 
 def random_split(ds: Dataset, valid: float = 0.1, test: float = 0.1, seed: int = 0) -> Split:
     """Each interaction goes to train/valid/test at random with the given ratios."""
+    check_fractions("random", valid=valid, test=test)
     r = np.random.default_rng(seed).random(ds.n_interactions)
     bucket = np.where(r < test, 2, np.where(r < test + valid, 1, 0))
     return _split_by_mask(ds, bucket, "random", {"valid": valid, "test": test, "seed": seed})
@@ -154,6 +166,7 @@ def cold_start_split(ds: Dataset, fraction: float = 0.05, seed: int = 0, min_len
     Cold items keep their text in the item table, so content-based models can still score them.
     Evaluation rows whose target is cold measure cold-start quality (`EvalSet.subset(split.is_cold(...))`).
     """
+    check_fractions("cold-start", fraction=fraction)
     rng = np.random.default_rng(seed)
     cold = np.sort(rng.choice(ds.n_items, size=int(round(fraction * ds.n_items)), replace=False))
     is_cold = np.zeros(ds.n_items, dtype=bool)
@@ -179,6 +192,7 @@ def mmrec_split(ds: Dataset, valid: float = 0.1, test: float = 0.1, min_length: 
     Rows hold all of a user's targets, and both histories are the training part: the model never sees validation
     items (as in MMRec). Evaluate with exclude_history=True to rank all items except the user's training items.
     """
+    check_fractions("mmrec", valid=valid, test=test)
     seqs = ds.sequences()
     n = seqs.lengths
     eligible = n >= min_length
