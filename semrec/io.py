@@ -377,3 +377,31 @@ def load_npz(path: str | Path, keys: tuple[str, ...] = (), what: str = "array fi
     if missing:
         raise DataError(f"the {what} lacks arrays {missing}", path=path, fix=fix)
     return arrays
+
+
+def file_kind(path: str | Path) -> str | None:
+    """The semrec kind of file `path` from its own metadata ('vectors', 'codes', 'recommendations', ...), or
+    None for a file semrec did not write. Safetensors and Parquet files carry a `semrec_kind` metadata key."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head == b"PAR1":
+        try:
+            import pyarrow.parquet as pq
+
+            meta = pq.read_schema(path).metadata or {}
+        except (OSError, ValueError):
+            return None
+        kind = meta.get(b"semrec_kind")
+        return kind.decode() if kind else None
+    meta = safetensors_metadata(path)
+    if meta.get("semrec_kind"):
+        return meta["semrec_kind"]
+    return "vectors" if meta.get("rows") == "item_idx" else None  # vector files from before the marker
+
+
+def check_output_file(path: str | Path, kind: str, overwrite: bool = False) -> None:
+    """`check_output` for a file output, reading the existing file's kind from its own metadata."""
+    check_output(path, kind, overwrite, is_file=True, file_kind=file_kind(path))

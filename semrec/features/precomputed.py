@@ -164,7 +164,7 @@ def save_vectors(path: str | Path, vectors: np.ndarray, metadata: dict[str, str]
     path = Path(path)
     with atomic_path(path) as tmp:
         save_file({"vectors": np.ascontiguousarray(vectors, dtype=np.float32)}, str(tmp),
-                  metadata={k: str(v) for k, v in (metadata or {}).items()})
+                  metadata={"semrec_kind": "vectors", **{k: str(v) for k, v in (metadata or {}).items()}})
     return path
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from semrec.errors import DataError
-from semrec.io import atomic_path, read_json
+from semrec.io import atomic_path, read_json, read_parquet
 
 _TOKEN = re.compile(r"^<([a-z])_(\d+)>$")
 
@@ -81,13 +81,14 @@ class CodeTable:
 
     def to_parquet(self, path: str | Path) -> Path:
         with atomic_path(path) as tmp:
-            self.to_frame().write_parquet(tmp, metadata={"codebook_sizes": json.dumps(self.codebook_sizes)})
+            self.to_frame().write_parquet(tmp, metadata={"codebook_sizes": json.dumps(self.codebook_sizes),
+                                                         "semrec_kind": "codes"})
         return Path(path)
 
     @classmethod
     def from_parquet(cls, path: str | Path) -> "CodeTable":
         path = Path(path)
-        df = pl.read_parquet(path)
+        df = read_parquet(path, "code table")
         for col in ("item_idx", "codes"):
             if col not in df.columns:
                 raise DataError(f"missing column {col!r}", path=path, field=col,

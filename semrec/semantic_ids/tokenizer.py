@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from semrec.errors import ConfigError, DataError
-from semrec.io import atomic_dir, read_json
+from semrec.io import atomic_dir, load_safetensors, read_json
 from semrec.semantic_ids.collisions import collision_rate, resolve
 from semrec.semantic_ids.table import CodeTable
 
@@ -222,21 +222,33 @@ class Tokenizer(ABC):
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> "Tokenizer":
-        from safetensors.torch import load_file
-
+        """Rebuild a fitted tokenizer from its folder; a missing, corrupt or foreign part is a DataError."""
         path = Path(path)
+        fix = "pass a folder written by `semrec ids fit`"
+        if not (path / "tokenizer.json").exists():
+            raise DataError("not a semantic-ID folder (no tokenizer.json)", path=path, fix=fix)
         info = read_json(path / "tokenizer.json")
         name = info.get("tokenizer")
         if name not in TOKENIZERS:
-            raise DataError(f"unknown tokenizer {name!r}", path=path / "tokenizer.json", field="tokenizer")
+            raise DataError(f"unknown tokenizer {name!r}", path=path / "tokenizer.json", field="tokenizer", fix=fix)
         tcls = TOKENIZERS[name]
         known = {f.name for f in dataclasses.fields(tcls.Config)}
-        cfg = tcls.Config(**{k: v for k, v in info["config"].items() if k in known})
+        try:
+            cfg = tcls.Config(**{k: v for k, v in dict(info.get("config") or {}).items() if k in known})
+        except (TypeError, ValueError) as e:
+            raise DataError(f"invalid tokenizer config: {e}", path=path / "tokenizer.json", fix=fix) from None
         if device is not None:
             cfg = dataclasses.replace(cfg, device=device)
         tok = tcls(cfg)
-        state = load_file(str(path / "tokenizer.safetensors"))
-        tok.load_state_dict({k[6:]: v.to(cfg.device) for k, v in state.items() if k.startswith("model.")})
+        state = load_safetensors(path / "tokenizer.safetensors", "tokenizer weights", fix=fix)
+        missing = [k for k in ("raw_codes", "codes", "fingerprints") if k not in state]
+        if missing:
+            raise DataError(f"lacks tensors {missing}", path=path / "tokenizer.safetensors", fix=fix)
+        try:
+            tok.load_state_dict({k[6:]: v.to(cfg.device) for k, v in state.items() if k.startswith("model.")})
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise DataError(f"weights do not fit the tokenizer config ({str(e).splitlines()[0][:160]})",
+                            path=path / "tokenizer.safetensors", fix=fix) from None
         tok.raw_codes, tok.codes = state["raw_codes"].numpy(), state["codes"].numpy()
         tok._set_fingerprints(state["fingerprints"].numpy().copy().view(np.dtype((np.void, 16))).ravel())
         tok.item_ids, tok.fit_stats = info.get("item_ids"), info.get("fit_stats", {})
