@@ -178,3 +178,120 @@ def test_graph_model_scores_by_user_index_and_round_trips(synth_split, tmp_path)
     ids3, _ = m.recommend(sp.test.histories.select(np.arange(2)), k=5)
     fold = torch.stack([items[torch.from_numpy(sp.test.histories[i])].mean(0) for i in range(2)])
     np.testing.assert_array_equal(ids3, torch.topk(fold @ items.T, 5).indices.numpy())
+
+
+# ---------------------------------------------------------------------- multimodal models
+def _synthetic_features(ds) -> dict[str, np.ndarray]:
+    """Two 'modalities' of the synthetic catalogue: product type (category path) and brand, one-hot plus noise."""
+    rng = np.random.default_rng(0)
+    cats = ds.items["categories"].list.first().to_numpy()
+    brands = ds.items["brand"].to_numpy()
+
+    def onehot(values: np.ndarray) -> np.ndarray:
+        _, inv = np.unique(values, return_inverse=True)
+        x = np.eye(inv.max() + 1, dtype=np.float32)[inv]
+        return x + 0.05 * rng.standard_normal(x.shape).astype(np.float32)
+
+    return {"text": onehot(cats), "image": onehot(brands)}
+
+
+def test_freedom_builds_knn_graph_from_features_and_prunes_each_epoch(synth_split):
+    from semrec.models.graph.freedom import FREEDOM
+
+    ds, sp = synth_split
+    feats = _synthetic_features(ds)
+    m = FREEDOM(ds.n_items, epochs=2, knn_k=5, edge_drop=0.5, **{"train.progress": False}).with_features(feats)
+    m.fit(sp.train, sp.valid)
+    graph = m.module.item_graph(5, 0.1).to_dense()
+    # 0.1 x image kNN + 0.9 x text kNN, each row-normalised with k = 5 -> each row sums to 1 (0.1 + 0.9)
+    torch.testing.assert_close(graph.sum(1), torch.ones(ds.n_items), atol=1e-5, rtol=0)
+    ref = knn_graph(torch.from_numpy(feats["text"]), 5).to_dense() * 0.9 + \
+        knn_graph(torch.from_numpy(feats["image"]), 5).to_dense() * 0.1
+    torch.testing.assert_close(graph, ref)
+    # text neighbours share the product type
+    cats = ds.items["categories"].list.first().to_numpy()
+    text_nbrs = knn_graph(torch.from_numpy(feats["text"]), 5).indices()
+    _, inv, counts = np.unique(cats, return_inverse=True, return_counts=True)
+    best = np.minimum(counts[inv], 5).mean() / 5  # every same-type item first, as far as the type has items
+    assert (cats[text_nbrs[0].numpy()] == cats[text_nbrs[1].numpy()]).mean() == pytest.approx(best)
+    pruned = m.module.pruned
+    assert pruned is not None and pruned._nnz() == 2 * int(m.n_edges * 0.5)
+    assert m.module.adjacency()._nnz() == 2 * m.n_edges  # scoring uses the full graph
+
+
+def test_lirdrec_scores_an_item_with_features_and_no_interactions(synth_split):
+    from semrec.data.splits import cold_start_split
+    from semrec.evaluation import evaluate
+    from semrec.models.graph.lirdrec import LIRDRec, dct_matrix
+
+    c = dct_matrix(8)
+    torch.testing.assert_close(c @ c.T, torch.eye(8), atol=1e-5, rtol=0)  # orthonormal DCT-II
+    ds, _ = synth_split
+    sp = cold_start_split(ds, fraction=0.1, seed=0)
+    assert not np.isin(sp.train.items, sp.cold_items).any()
+    torch.set_num_threads(1)
+    m = LIRDRec(ds.n_items, epochs=6, **{"train.lr": 3e-3, "train.progress": False, "train.patience": 0})
+    m.with_features(_synthetic_features(ds)).fit(sp.train, sp.valid)
+    _, items = m.final_vectors()
+    cold = torch.from_numpy(sp.cold_items)
+    assert torch.isfinite(items[cold]).all() and items[cold].norm(dim=1).min() > 0
+    # the features rank a cold target among the cold items far above chance (mean percentile .5)
+    from semrec.data.splits import targets_are_cold
+
+    es = sp.test.subset(targets_are_cold(sp.test, sp.cold_items, ds.n_items))
+    with torch.inference_mode():
+        scores = m.score_users(es.histories, es.users)[:, cold]
+    target = torch.from_numpy(np.searchsorted(sp.cold_items, es.targets.items))
+    pct = (scores > scores[torch.arange(len(es)), target][:, None]).float().mean(1)
+    assert len(es) > 50 and pct.mean() < 0.35
+
+
+def test_alpharec_ranks_cold_items_and_transfers_zero_shot(synth_split, tmp_path):
+    from semrec.models import Recommender
+    from semrec.models.graph.alpharec import AlphaRec
+
+    ds, sp = synth_split
+    feats = {"text": _synthetic_features(ds)["text"]}
+    torch.set_num_threads(1)
+    m = AlphaRec(ds.n_items, epochs=3, hidden=64, **{"train.progress": False, "train.patience": 0})
+    m.with_features(feats).fit(sp.train, sp.valid)
+    losses = [r["loss"] for r in m.history.records]
+    assert losses[-1] < losses[0]
+    # zero-shot: the first 150 items as a new catalogue, histories folded in, scores = cosine of MLP outputs
+    sub = {"text": feats["text"][:150]}
+    z = m.zero_shot(sub)
+    assert z.n_items == 150 and z.n_users == 0
+    h = Sequences.from_lists([[0, 3], [7]])
+    ids, scores = z.recommend(h, k=5)
+    with torch.inference_mode():
+        items = torch.nn.functional.normalize(m.module.mlp(torch.from_numpy(sub["text"])), dim=1)
+        users = torch.nn.functional.normalize(m.module.mlp(torch.from_numpy(
+            np.stack([sub["text"][[0, 3]].mean(0), sub["text"][7]]))), dim=1)
+    np.testing.assert_array_equal(ids, torch.topk(users @ items.T, 5).indices.numpy())
+    m.save(tmp_path / "a")
+    back = Recommender.load(tmp_path / "a")  # features travel in model.safetensors
+    np.testing.assert_allclose(back.recommend(h, k=5)[1], m.recommend(h, k=5)[1], rtol=1e-5)
+
+
+def test_features_option_reads_files_and_rejects_wrong_row_counts(synth_split, tmp_path):
+    from semrec.errors import ConfigError
+    from semrec.training.run import build_model
+
+    ds, sp = synth_split
+    feats = _synthetic_features(ds)
+    np.save(tmp_path / "text.npy", feats["text"])
+    feats["image"].tofile(tmp_path / "image.feat")
+    m = build_model("freedom", ds.n_items, overrides=[f"features=image={tmp_path / 'image.feat'},"
+                                                       f"text={tmp_path / 'text.npy'}", "epochs=1",
+                                                       "train.progress=false"])
+    m.fit(sp.train, None)
+    assert m.module.modalities == ["image", "text"]
+    torch.testing.assert_close(m.module.feature("text"), torch.from_numpy(feats["text"]))
+    np.save(tmp_path / "short.npy", feats["text"][:-1])
+    bad = build_model("lirdrec", ds.n_items, overrides=[f"features=text={tmp_path / 'short.npy'}"])
+    with pytest.raises(DataError, match=f"{ds.n_items - 1} feature rows but the catalogue has {ds.n_items}"):
+        bad.fit(sp.train, None)
+    with pytest.raises(ConfigError, match="needs item features"):
+        build_model("alpharec", ds.n_items).fit(sp.train, None)
+    with pytest.raises(ConfigError, match="NAME=PATH"):
+        build_model("alpharec", ds.n_items, overrides=["features=text"]).fit(sp.train, None)

@@ -1,0 +1,187 @@
+"""Graph CF and multimodal item representations on Amazon Scientific-mm (CLIP image + text features).
+
+For each protocol (`loo`: leave-one-out, full ranking; `mmrec`: per-user chronological 8:1:1, MMRec's
+protocol; `cold`: leave-one-out with a share of items removed from training) and model, every setting of a small
+grid is trained on the shared loop (early stopping on validation NDCG@20, a wall-time budget per setting), the
+setting with the best validation NDCG@20 is evaluated on test, and one JSON per model is written to
+benchmarks/results/graph/. Training items are excluded from the ranking in every protocol here (MMRec does so;
+`settings.exclude_history` says it). Per-row test results are kept under --rows so `--compare` can add paired
+tests (t-test and Wilcoxon on per-row NDCG@20 / Recall@20) between models on the same split.
+
+    python benchmarks/graph.py --protocol loo --models lightgcn freedom lirdrec --budget 180 --threads 1
+    python benchmarks/graph.py --protocol loo --compare
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import SHARED_DATA, record, write_results_md  # noqa: E402
+
+MM = SHARED_DATA / "amazon-scientific-mm"
+FEATURES = {"image": "Scientific.feat3CLS", "text": "Scientific.feat1CLS"}
+PROTOCOLS = {"loo": "leave-one-out", "mmrec": "mmrec-8-1-1", "cold": "leave-one-out, cold items"}
+COLD_FRACTION = 0.1
+
+# model key -> (registered model, modalities, grid of overrides); the grid is searched on validation
+GRIDS: dict[str, tuple[str, list[str], list[dict[str, Any]]]] = {
+    "lightgcn": ("lightgcn", [], [{"train.lr": 1e-3}, {"train.lr": 5e-3}]),
+    "lightgcn-ssm": ("lightgcn", [], [{"loss": "sampled-softmax", "train.lr": 1e-3}]),
+    "ngcf": ("ngcf", [], [{"train.lr": 1e-3}]),
+    "freedom": ("freedom", ["image", "text"], [{"reg_weight": 1e-5, "edge_drop": 0.8},
+                                               {"reg_weight": 1e-3, "edge_drop": 0.9}]),
+    "lirdrec": ("lirdrec", ["image", "text"], [{"train.lr": 1e-3, "reg_weight": 1e-4},
+                                               {"train.lr": 1e-3, "reg_weight": 1e-3}]),
+    "lirdrec-text": ("lirdrec", ["text"], [{"train.lr": 1e-3, "reg_weight": 1e-4},
+                                          {"train.lr": 1e-3, "reg_weight": 1e-3}]),
+    "alpharec": ("alpharec", ["text"], [{"train.lr": 5e-4}, {"train.lr": 1e-3}]),
+    "sasrec": ("sasrec", [], [{"loss": "ce", "dropout": 0.5}]),
+    "itemknn": ("itemknn", [], [{}]),
+}
+
+
+def load(protocol: str):
+    from semrec.data.readers.unisrec import read_unisrec
+    from semrec.data.splits import cold_start_split, leave_one_out, mmrec_split
+    from semrec.features.precomputed import load_item_features
+
+    ds = read_unisrec(MM)
+    feats = {m: load_item_features(MM / f, ds.n_items) for m, f in FEATURES.items()}
+    split = {"loo": lambda: leave_one_out(ds), "mmrec": lambda: mmrec_split(ds),
+             "cold": lambda: cold_start_split(ds, fraction=COLD_FRACTION, seed=0)}[protocol]()
+    return ds, feats, split
+
+
+def build(key: str, n_items: int, feats: dict[str, np.ndarray], overrides: dict[str, Any], budget: float):
+    from semrec.models import get_model_class
+
+    name, modalities, _ = GRIDS[key]
+    cls = get_model_class(name)
+    opts = dict(overrides)
+    if hasattr(cls.Config(), "train"):
+        opts = {"train.metric": "ndcg@20", "train.eval_exclude_history": True, "train.max_train_seconds": budget,
+                "train.progress": False} | opts
+    model = cls(n_items, **opts)
+    if modalities:
+        model.with_features({m: feats[m] for m in modalities})
+    return model
+
+
+def run_model(key: str, protocol: str, budget: float, rows_dir: Path) -> Path:
+    from semrec.data.splits import targets_are_cold
+    from semrec.evaluation import evaluate
+
+    ds, feats, split = load(protocol)
+    name, modalities, grid = GRIDS[key]
+    tried = []
+    best = None
+    for overrides in grid:
+        torch.manual_seed(0)
+        model = build(key, ds.n_items, feats, overrides, budget)
+        t0 = time.perf_counter()
+        model.fit(split.train, split.valid)
+        fit_s = time.perf_counter() - t0
+        valid = evaluate(model, split.valid, ks=(10, 20), exclude_history=True).metrics
+        hist = getattr(model, "history", None)
+        entry = {"overrides": overrides, "valid_ndcg@20": round(valid["ndcg@20"], 5),
+                 "valid_recall@20": round(valid["recall@20"], 5), "fit_s": round(fit_s, 1),
+                 "epochs": hist.epochs if hist else None, "best_epoch": hist.best_epoch if hist else None,
+                 "stop": hist.stop_reason if hist else None}
+        tried.append(entry)
+        print(key, protocol, entry, flush=True)
+        if best is None or valid["ndcg@20"] > best[0]["valid_ndcg@20"]:
+            best = (entry, model, valid, fit_s)
+    entry, model, valid, fit_s = best
+    test = evaluate(model, split.test, ks=(10, 20), exclude_history=True, train=split.train)
+    rows_dir.mkdir(parents=True, exist_ok=True)
+    test.save(rows_dir / f"{protocol}_{key}")
+    extra: dict[str, Any] = {"grid": tried, "valid": {k: round(v, 5) for k, v in valid.items()},
+                             "loadavg": [round(x, 2) for x in os.getloadavg()]}
+    if protocol == "cold":
+        cold_rows = targets_are_cold(split.test, split.cold_items, ds.n_items)
+        sub = evaluate(model, split.test.subset(cold_rows), ks=(10, 20), exclude_history=True)
+        top, _ = model.recommend(split.test.histories, k=20, exclude=split.test.histories,
+                                 **({"users": split.test.users} if getattr(model, "uses_users", False) else {}))
+        is_cold = np.zeros(ds.n_items, dtype=bool)
+        is_cold[split.cold_items] = True
+        extra["cold"] = {"rows": int(cold_rows.sum()), "items": int(len(split.cold_items)),
+                         "metrics": {k: round(v, 5) for k, v in sub.metrics.items()},
+                         "cold_share_of_top20": round(float(is_cold[top].mean()), 5)}
+    cfg = getattr(model, "config", None)
+    hist = getattr(model, "history", None)
+    settings = {"protocol": PROTOCOLS[protocol] if protocol != "mmrec" else "mmrec-8-1-1",
+                "split": split.kind, "split_options": split.options, "exclude_history": True,
+                "modalities": modalities or (["id"] if name not in ("itemknn",) else ["co-occurrence"]),
+                "features": {m: f"amazon-scientific-mm/{FEATURES[m]} (CLIP ViT-B/32, 512-d)" for m in modalities},
+                "selected_by": "validation ndcg@20 (training items excluded)", "budget_s_per_setting": budget,
+                "model_config": _plain(cfg)}
+    metrics = {k: round(v, 5) for k, v in test.metrics.items() if not k.startswith("coverage")}
+    timing = {"fit_s": round(fit_s, 1), "eval_s": test.settings["eval_s"]}
+    if hist is not None:
+        timing |= {"train_s": round(hist.train_s, 1), "epoch_s": round(hist.epoch_s, 3)}
+    return record("graph", dataset="scientific-mm", model=name, variant=key if key != name else None,
+                  split="test", metrics=metrics, timing=timing, settings=settings, extra=extra,
+                  name=f"scientific-mm_{protocol}_{key}")
+
+
+def _plain(cfg: Any) -> Any:
+    import dataclasses
+
+    return dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else None
+
+
+# pairs (a, b): b is expected to beat a; paired tests on the test rows
+PAIRS = [("lightgcn", "freedom"), ("freedom", "lirdrec"), ("lirdrec-text", "lirdrec"), ("lightgcn", "lirdrec"),
+         ("lightgcn", "alpharec"), ("lightgcn", "ngcf"), ("sasrec", "lirdrec"), ("itemknn", "lightgcn")]
+
+
+def compare(protocol: str, rows_dir: Path) -> None:
+    from semrec.evaluation.result import EvalResult
+    from semrec.evaluation.significance import compare as paired
+
+    out = Path(__file__).resolve().parent / "results" / "graph"
+    for a, b in PAIRS:
+        pa, pb = rows_dir / f"{protocol}_{a}", rows_dir / f"{protocol}_{b}"
+        jb = out / f"scientific-mm_{protocol}_{b}.json"
+        if not (pa.exists() and pb.exists() and jb.exists()):
+            continue
+        rows = paired(EvalResult.load(pa), EvalResult.load(pb), metrics=["ndcg@20", "recall@20"])
+        rec = json.loads(jb.read_text())
+        rec["extra"].setdefault("paired", {})[f"vs_{a}"] = [
+            {k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
+        jb.write_text(json.dumps(rec, indent=2, default=str) + "\n")
+        r = rows[0]
+        print(f"{protocol}: {b} vs {a}: ndcg@20 {r['b']:.4f} vs {r['a']:.4f}, delta {r['delta']:+.4f}, "
+              f"p_t {r['p_ttest']:.3g}, p_w {r['p_wilcoxon']:.3g}")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--protocol", choices=list(PROTOCOLS), required=True)
+    p.add_argument("--models", nargs="*", default=[], choices=list(GRIDS))
+    p.add_argument("--budget", type=float, default=180.0, help="training seconds per grid setting")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rows", type=Path, default=Path("/tmp/semrec-graph-rows"),
+                   help="where per-row test results are kept for --compare")
+    p.add_argument("--compare", action="store_true", help="add paired tests to the results of this protocol")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    for key in args.models:
+        print(run_model(key, args.protocol, args.budget, args.rows), flush=True)
+    if args.compare:
+        compare(args.protocol, args.rows)
+    write_results_md()
+
+
+if __name__ == "__main__":
+    main()
