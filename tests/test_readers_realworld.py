@@ -175,3 +175,12 @@ def test_inspect_coverage_counts_markers_as_missing(tmp_path):
     table = stats_table(ds)
     rows = dict(zip(table.columns[0]._cells, table.columns[1]._cells))
     assert rows["text coverage: title"] == "25.0%"
+
+
+def test_nul_bytes_after_the_first_kilobytes_are_bad_lines(tmp_path):
+    good = "".join(f"u{k} {k} {k + 1}\n" for k in range(2000))  # > 8 KB, so the sniffer does not see the NUL
+    (tmp_path / "s.txt").write_bytes(good.encode() + b"u\x00x 1 2\n")
+    with pytest.raises(DataError, match=r"s.txt, line 2001: binary data \(a NUL byte\) in this line"):
+        read_s3rec(tmp_path / "s.txt")
+    ds = read_s3rec(tmp_path / "s.txt", on_bad_rows="skip")
+    assert ds.counts()["users"] == 2000 and ds.meta["bad_rows"] == 1

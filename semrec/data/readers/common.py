@@ -175,6 +175,11 @@ def read_lines(path: str | Path, on_bad_rows: str = "error", encoding: str = "ut
         ok = ~df["line"].str.contains("\ufffd", literal=True)
         n_bad = int((~ok).sum())
         df = df.filter(ok)
+    # NUL bytes are valid UTF-8 but never text: a line holding one is binary garbage (the first 8 KB were
+    # already sniffed for them, this catches the rest of the file)
+    df, n_nul = keep_or_raise(df, ~df["line"].str.contains("\x00", literal=True), p, on_bad_rows,
+                              "binary data (a NUL byte) in this line")
+    n_bad += n_nul
     if df.height == 0 and not n_bad:
         raise DataError("file has no data lines", path=p, fix="point at a file with data")
     return df, n_bad

