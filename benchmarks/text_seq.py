@@ -1,0 +1,232 @@
+"""text-seq benchmark: the text-based sequential recommender against the published UniSRec/VQ-Rec rows and our
+ID baselines on the same split, with paired tests.
+
+Datasets: `scientific-unisrec` (the exact UniSRec/VQ-Rec Scientific files; their given split = our leave-one-out,
+checked by tests/test_readers_unisrec.py), `scientific` (LC-Rec's Scientific), `beauty`, `toys`, `sports`, `games`.
+Protocol (DESIGN.md): leave-one-out, full ranking over all items, history NOT excluded, at most 50 history items.
+Item text: all-MiniLM-L6-v2 vectors of the item sentence (cached under runs/cache/text, so a second run encodes
+nothing). Baselines (SASRec `ce` with dropout 0.3, ItemKNN at its defaults) are trained once per dataset and their
+per-row test ranks kept under runs/text_seq/<dataset>/ for the paired tests; settings are chosen on validation.
+
+    python benchmarks/text_seq.py --dataset scientific-unisrec --variant text+id --minutes 25 --threads 1
+    python benchmarks/text_seq.py --dataset scientific-unisrec --variant text+id --set dropout=0.5 --tag d05  # tuning
+    python benchmarks/text_seq.py --dataset scientific-unisrec --epoch-ratio  # epoch time vs SASRec ce, one run
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import SHARED_DATA, record, write_results_md  # noqa: E402
+
+RUNS = Path(__file__).resolve().parent.parent / "runs" / "text_seq"
+CACHE = Path(__file__).resolve().parent.parent / "runs" / "cache" / "text"
+KS = (5, 10, 20)
+S3REC = {"beauty": ("amazon-beauty-s3rec", "Beauty"), "sports": ("amazon-sports-s3rec", "Sports_and_Outdoors"),
+         "toys": ("amazon-toys-s3rec", "Toys_and_Games")}
+# Published rows on amazon-scientific-unisrec (VQ-Rec paper, Table 2; second-hand copies via DESIGN.md).
+PUBLISHED = {"VQ-Rec (published)": {"recall@10": .1211, "ndcg@10": .0643},
+             "UniSRec (published)": {"recall@10": .1188, "ndcg@10": .0641}}
+SASREC_CE = {"loss": "ce", "dropout": 0.3}
+
+
+def load_dataset(name: str):
+    """Benchmark dataset with item text (readers of semrec.data)."""
+    from semrec.data.readers import read_lcrec, read_s3rec, read_unisrec
+
+    if name == "scientific-unisrec":
+        return read_unisrec(SHARED_DATA / "amazon-scientific-unisrec")
+    if name == "games":
+        return read_unisrec(SHARED_DATA / "amazon-games-text")
+    if name == "scientific":
+        return read_lcrec(SHARED_DATA / "amazon-scientific-text" / "Scientific.inter.json")
+    if name in S3REC:
+        folder, stem = S3REC[name]
+        return read_s3rec(SHARED_DATA / folder / f"{stem}.txt", name=name,
+                          item_text=SHARED_DATA / folder / "text" / f"{stem}.item.json")
+    raise SystemExit(f"unknown dataset {name!r}")
+
+
+def text_fields(ds) -> list[str]:
+    """title, categories, brand where present (UniSRec's fields); otherwise the dataset's text fields."""
+    return [f for f in ("title", "categories", "brand") if f in ds.text_fields] or list(ds.text_fields)
+
+
+def item_vectors(ds) -> tuple[np.ndarray, dict[str, Any]]:
+    """Cached MiniLM vectors of every item's sentence, and how long encoding took (0 when all cached)."""
+    from semrec.data import item_sentences
+    from semrec.features import TextEncoder
+
+    enc = TextEncoder(cache_dir=str(CACHE))
+    t0 = time.perf_counter()
+    vectors = enc.encode(item_sentences(ds.items, text_fields(ds)))
+    return vectors, {"text_model": "all-MiniLM-L6-v2 (normalized)", "fields": text_fields(ds),
+                     "encode_s": round(time.perf_counter() - t0, 2), "encoded": enc.stats["encoded"],
+                     "from_cache": enc.stats["cached"]}
+
+
+def run_dir(dataset: str, name: str) -> Path:
+    return RUNS / dataset / name
+
+
+def baseline(dataset: str, split, name: str, threads: int | None) -> Any:
+    """Test EvalResult of a baseline (`sasrec-ce` or `itemknn`) on this split: trained once, then read back."""
+    from semrec.evaluation import EvalResult, evaluate
+    from semrec.models import get_model_class
+
+    out = run_dir(dataset, name)
+    if (out / "test" / "result.json").exists():
+        return EvalResult.load(out / "test")
+    t0 = time.perf_counter()
+    if name == "sasrec-ce":
+        model = get_model_class("sasrec")(split.n_items, **SASREC_CE, progress=False, num_threads=threads)
+    else:
+        model = get_model_class("itemknn")(split.n_items)
+    model.fit(split.train, split.valid)
+    fit_s = time.perf_counter() - t0
+    for part in ("valid", "test"):
+        res = evaluate(model, getattr(split, part), ks=KS, exclude_history=False, train=split.train)
+        res.settings["fit_s"] = round(fit_s, 1)
+        hist = getattr(model, "history", None)
+        if hist is not None:
+            res.settings |= {"epoch_s": round(hist.epoch_s, 3), "epochs": hist.epochs, "best_epoch": hist.best_epoch}
+        res.save(out / part)
+    return EvalResult.load(out / "test")
+
+
+def paired(base, res) -> dict[str, Any]:
+    """Paired tests of `res` against `base` on R@10 and N@10 (t-test and Wilcoxon p, bootstrap CI of the delta)."""
+    from semrec.evaluation import compare
+
+    rows = compare(base, res, metrics=["recall@10", "ndcg@10"])
+    return {r["metric"]: {"base": round(r["a"], 5), "delta": round(r["delta"], 5), "p_ttest": r["p_ttest"],
+                          "p_wilcoxon": r["p_wilcoxon"], "ci95": [round(r["ci_low"], 5), round(r["ci_high"], 5)]}
+            for r in rows}
+
+
+def epoch_ratio(split, vectors: np.ndarray, overrides: dict[str, Any], rounds: int = 2) -> dict[str, Any]:
+    """Training time of one epoch, text-seq vs SASRec ce, alternated in this process (same data and threads)."""
+    from semrec.models import get_model_class
+
+    times: dict[str, list[float]] = {"text-seq": [], "sasrec-ce": []}
+    for _ in range(rounds):
+        for name in times:
+            model = (get_model_class("text-seq")(split.n_items, vectors=vectors, **overrides)
+                     if name == "text-seq" else get_model_class("sasrec")(split.n_items, **SASREC_CE))
+            model.config = dataclasses.replace(model.config, train=dataclasses.replace(
+                model.config.train, epochs=1, progress=False))
+            model.fit(split.train, None)
+            times[name].append(model.history.records[0]["epoch_s"])
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    return {"epoch_s": {k: [round(x, 2) for x in v] for k, v in times.items()},
+            "epoch_s_ratio_vs_sasrec": round(med["text-seq"] / med["sasrec-ce"], 3)}
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="scientific-unisrec")
+    ap.add_argument("--variant", default="text+id", help="item_repr: text | id | text+id")
+    ap.add_argument("--minutes", type=float, default=20.0, help="training time budget (train.max_train_seconds)")
+    ap.add_argument("--set", nargs="*", default=[], help="text-seq options key=value")
+    ap.add_argument("--tag", default=None, help="tuning run: validation only, written to text_seq_tuning/")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--epoch-ratio", action="store_true", help="also time one epoch vs SASRec ce in this run")
+    ap.add_argument("--baselines-only", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from semrec.data import leave_one_out
+    from semrec.evaluation import evaluate
+    from semrec.models import get_model_class
+
+    t_start = time.perf_counter()
+    load0 = [round(x, 2) for x in os.getloadavg()]
+    ds = load_dataset(args.dataset)
+    split = leave_one_out(ds)
+    if args.baselines_only:
+        for name in ("itemknn", "sasrec-ce"):
+            res = baseline(args.dataset, split, name, args.threads)
+            print(name, {k: round(v, 4) for k, v in res.metrics.items() if k in ("recall@10", "ndcg@10")})
+        return
+    vectors, vec_info = item_vectors(ds)
+    overrides = {"item_repr": args.variant, **parse_sets(args.set)}
+    train_opts = {"max_train_seconds": args.minutes * 60, "progress": False, "num_threads": args.threads,
+                  "lr_schedule": "cosine", "log_path": str(run_dir(args.dataset, f"text-seq-{args.variant}") /
+                                                        f"{args.tag or 'test'}.log.jsonl")}
+    model = get_model_class("text-seq")(ds.n_items, vectors=vectors, **overrides)
+    model.config = dataclasses.replace(model.config, train=dataclasses.replace(
+        model.config.train, **{k: v for k, v in train_opts.items() if f"train.{k}" not in overrides}))
+    Path(train_opts["log_path"]).parent.mkdir(parents=True, exist_ok=True)
+    Path(train_opts["log_path"]).unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    model.fit(split.train, split.valid)
+    fit_s = time.perf_counter() - t0
+    hist = model.history
+    valid = evaluate(model, split.valid, ks=KS, exclude_history=False, train=split.train)
+    keys = [f"{m}@{k}" for k in KS for m in ("recall", "ndcg")] + ["mrr"]
+    settings = {"protocol": "leave-one-out, full ranking over all items", "exclude_history": False, "max_len":
+                model.config.max_len, "split": "given split (== leave_one_out)" if args.dataset.endswith("unisrec")
+                else "leave-one-out", "n_users": ds.n_users, "n_items": ds.n_items,
+                "n_interactions": ds.n_interactions, "model_config": dataclasses.asdict(model.config),
+                "overrides": overrides, "vectors": vec_info, "epochs_run": hist.epochs, "best_epoch": hist.best_epoch,
+                "stop_reason": hist.stop_reason, "selection": "best valid ndcg@10 epoch"}
+    extra: dict[str, Any] = {"loadavg": load0, "valid_ndcg@10": round(valid.metrics["ndcg@10"], 5),
+                             "valid_recall@10": round(valid.metrics["recall@10"], 5),
+                             "curves": {"valid_ndcg@10": [r.get("valid", {}).get("ndcg@10") for r in hist.records]}}
+    timing = {"train_s": round(hist.train_s, 1), "fit_s": round(fit_s, 1), "epoch_s": round(hist.epoch_s, 2)}
+    variant = args.variant + (f"-{args.tag}" if args.tag else "")
+    if args.tag:
+        out = record("text_seq_tuning", dataset=args.dataset, model="text-seq", variant=variant, split="valid",
+                     metrics={k: round(valid.metrics[k], 5) for k in keys}, timing=timing, settings=settings,
+                     extra=extra, name=f"{args.dataset}_text-seq_{variant}_valid")
+        print({k: round(valid.metrics[k], 4) for k in keys})
+    else:
+        test = evaluate(model, split.test, ks=KS, exclude_history=False, train=split.train)
+        out_dir = run_dir(args.dataset, f"text-seq-{args.variant}")
+        test.save(out_dir / "test")
+        model.save(out_dir / "model")
+        extra["ci95"] = {k: [round(x, 5) for x in test.confidence_interval(k)] for k in ("recall@10", "ndcg@10")}
+        for name in ("sasrec-ce", "itemknn"):
+            base = baseline(args.dataset, split, name, args.threads)
+            tests = paired(base, test)
+            key = "p_value_vs_sasrec_ce" if name == "sasrec-ce" else "p_value_vs_itemknn"
+            extra[key] = {m: tests[m]["p_ttest"] for m in tests}
+            extra[f"paired_vs_{name}"] = tests
+        if args.dataset == "scientific-unisrec":
+            extra["published"] = PUBLISHED
+            extra["beats_vq_rec"] = bool(test.metrics["recall@10"] > .1211 and test.metrics["ndcg@10"] > .0643)
+        if args.epoch_ratio:
+            extra |= epoch_ratio(split, vectors, overrides)
+        timing["eval_s"] = round(test.settings["eval_s"], 2)
+        timing["wall_s"] = round(time.perf_counter() - t_start, 1)
+        out = record("text_seq", dataset=args.dataset, model="text-seq", variant=args.variant, split="test",
+                     metrics={k: round(test.metrics[k], 5) for k in keys}, timing=timing, settings=settings,
+                     extra=extra, name=f"{args.dataset}_text-seq_{args.variant}_test")
+        print({k: round(test.metrics[k], 4) for k in keys})
+    write_results_md()
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

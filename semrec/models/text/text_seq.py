@@ -1,0 +1,310 @@
+"""text-seq: a sequential recommender whose items are their text (UniSRec / Recformer line).
+
+Every item enters as its cached text vector passed through a learned adapter (parametric whitening + mixture
+of experts), optionally plus an ID embedding (`item_repr=text|id|text+id`), into a causal Transformer. The
+next item is scored against the adapted vectors of ALL catalogue items (full softmax, cosine / temperature as
+in UniSRec), so an item nobody has clicked is scored from its text alone, and `add_items` makes new items
+recommendable without retraining. Optional: an in-batch sequence-item contrastive term, an M2TRec-style
+next-category loss, `loss=in-batch` for large multi-catalogue pretraining, `trainable=adapter` for transfer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from semrec.data.sequences import Sequences
+from semrec.errors import ConfigError
+from semrec.models.base import TorchRecommender, register
+from semrec.models.layers import (PAD, Block, attention_mask, check_items, epoch_rows, init_weights, next_item_pairs,
+                                  padded_tokens, positions, sample_negatives)
+from semrec.models.text.adapter import MoEAdapter
+from semrec.models.text.item_vectors import category_labels, load_item_vectors
+from semrec.training.config import TrainConfig
+
+ITEM_REPRS = ("text", "id", "text+id")
+TEXT_LOSSES = ("ce", "in-batch")
+
+
+@dataclass
+class TextSeqConfig:
+    """Sizes of SASRec as benchmarked here (d=64, 2 blocks, max length 50); adapter and temperature as in UniSRec
+    (8 experts, adapter dropout 0.2, cosine / 0.07)."""
+
+    vectors_path: str | None = None  # (n_items, d) text vectors, row = item_idx (`semrec embed`)
+    dataset: str | None = None  # or: dataset folder whose text fields are encoded (cached) at build time
+    fields: list[str] | None = None  # text fields to encode (default: the dataset's)
+    encoder: str | None = None  # sentence-transformers folder (default: bundled all-MiniLM-L6-v2)
+    item_repr: str = "text+id"  # text | id | text+id
+    hidden: int = 64
+    n_layers: int = 2
+    n_heads: int = 2
+    max_len: int = 50
+    dropout: float = 0.3
+    n_experts: int = 8
+    adapter_dropout: float = 0.2
+    temperature: float = 0.07  # logits = cos(user, item) / temperature; 0 = plain dot product
+    loss: str = "ce"  # ce: softmax over all items | in-batch: over the batch's targets + n_negatives random items
+    n_negatives: int = 0
+    contrastive_weight: float = 0.0  # UniSRec in-batch sequence-item contrastive term (last position)
+    category_field: str | None = None  # M2TRec-style auxiliary: predict the next item's category (needs dataset)
+    category_level: int = 1
+    category_weight: float = 0.0
+    trainable: str = "all"  # all | adapter (transfer: only the adapter, ID table and category head learn)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=200, batch_size=256, lr=1e-3,
+                                                                   patience=10))
+
+    def __post_init__(self) -> None:
+        if self.item_repr not in ITEM_REPRS:
+            raise ConfigError(f"text-seq: item_repr={self.item_repr!r}; choose one of {', '.join(ITEM_REPRS)}")
+        if self.loss not in TEXT_LOSSES:
+            raise ConfigError(f"text-seq: loss={self.loss!r}; choose one of {', '.join(TEXT_LOSSES)}")
+        if self.trainable not in ("all", "adapter"):
+            raise ConfigError(f"text-seq: trainable={self.trainable!r}; choose all or adapter")
+        if min(self.hidden, self.max_len, self.n_experts) < 1 or self.n_layers < 0 or self.temperature < 0:
+            raise ConfigError("text-seq: hidden, max_len, n_experts must be >= 1, n_layers and temperature >= 0")
+        if not (0 <= self.dropout < 1 and 0 <= self.adapter_dropout < 1):
+            raise ConfigError("text-seq: dropout and adapter_dropout must be in [0, 1)")
+
+
+class TextSeqNet(nn.Module):
+    """Item table (adapter(text) [+ id]) and a causal Transformer over left-padded tokens (0 = pad, item i = i+1)."""
+
+    def __init__(self, n_items: int, d_text: int, cfg: TextSeqConfig, n_categories: int = 0):
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("text", torch.zeros(n_items, d_text))
+        self.register_buffer("seen", torch.ones(n_items))  # 0 for items never trained: no ID vector
+        self.register_buffer("categories", torch.full((n_items,), -1, dtype=torch.long))
+        self.adapter = MoEAdapter(d_text, cfg.hidden, cfg.n_experts, cfg.adapter_dropout) \
+            if "text" in cfg.item_repr else None
+        self.id_emb = nn.Embedding(n_items, cfg.hidden) if "id" in cfg.item_repr else None
+        self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
+        self.ln_in = nn.LayerNorm(cfg.hidden)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg.hidden, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.hidden)
+        self.cat_head = nn.Linear(cfg.hidden, n_categories) if n_categories else None
+        init_weights(self)
+
+    def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, hidden) representation of `items` (all items when None)."""
+        idx = items if items is not None else torch.arange(len(self.text), device=self.text.device)
+        x = self.adapter(self.text[idx]) if self.adapter is not None else 0
+        if self.id_emb is not None:
+            x = x + self.id_emb(idx) * self.seen[idx, None]
+        return x
+
+    def forward(self, tokens: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Hidden states (B, L, d); `table` is (n_tokens, d) with row 0 = padding, indexed by `tokens`."""
+        tokens = tokens[:, -self.cfg.max_len:]
+        real = (tokens != PAD)[..., None]
+        x = table[tokens] + self.pos_emb(positions(tokens.shape[1], self.cfg.max_len, tokens.device))
+        x = self.drop(self.ln_in(x)) * real
+        mask = attention_mask(tokens, causal=True)
+        for block in self.blocks:
+            x = block(x, mask) * real
+        return self.ln_f(x)
+
+    def similarity(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Logits: cosine / temperature (UniSRec), or the dot product when temperature is 0."""
+        if self.cfg.temperature:
+            return F.normalize(users, dim=-1) @ F.normalize(items, dim=-1).T / self.cfg.temperature
+        return users @ items.T
+
+
+def _pad_row(table: torch.Tensor) -> torch.Tensor:
+    return torch.cat([table.new_zeros(1, table.shape[1]), table])
+
+
+@register
+class TextSeq(TorchRecommender):
+    """Text-based sequential recommender; `add_items(vectors)` scores new items from their text alone."""
+
+    name = "text-seq"
+    Config = TextSeqConfig
+    dot_product = True  # embed_users(h) @ item_embeddings().T is the score
+
+    def __init__(self, n_items: int, config: TextSeqConfig | None = None, vectors: np.ndarray | None = None,
+                 categories: np.ndarray | None = None, **overrides: Any):
+        super().__init__(n_items, config, **overrides)
+        self._vectors = None if vectors is None else np.ascontiguousarray(vectors, dtype=np.float32)
+        self._categories = categories
+        self._d_text: int | None = None if vectors is None else int(vectors.shape[1])
+        self._n_categories = 0 if categories is None else int(np.max(categories, initial=-1) + 1)
+        self._seen: np.ndarray | None = None
+        self._table: torch.Tensor | None = None  # item table cached while scoring
+
+    # ------------------------------------------------------------------ construction
+    def _resolve_inputs(self) -> None:
+        cfg = self.config
+        if self._vectors is None and "text" in cfg.item_repr:
+            self._vectors = load_item_vectors(self.n_items, cfg.vectors_path, cfg.dataset, cfg.fields, cfg.encoder,
+                                              device=self.train_config.device)
+            self._d_text = int(self._vectors.shape[1])
+        if self._categories is None and cfg.category_weight > 0:
+            if not cfg.dataset or not cfg.category_field:
+                raise ConfigError("text-seq: category_weight > 0 needs --set category_field=COLUMN (e.g. categories) "
+                                  "and the dataset's item table (--set dataset=DATA_FOLDER)")
+            from semrec.data import Dataset
+
+            self._categories = category_labels(Dataset.load(cfg.dataset).items, cfg.category_field,
+                                               cfg.category_level)
+            self._n_categories = int(self._categories.max(initial=-1) + 1)
+
+    def build_module(self) -> nn.Module:
+        if self._d_text is None:
+            self._resolve_inputs()
+        d_text = self._d_text or 1
+        net = TextSeqNet(self.n_items, d_text, self.config, self._n_categories)
+        with torch.no_grad():
+            if self._vectors is not None:
+                net.text.copy_(torch.from_numpy(self._vectors))
+            if self._categories is not None:
+                net.categories.copy_(torch.from_numpy(np.asarray(self._categories, dtype=np.int64)))
+            if self._seen is not None:
+                net.seen.copy_(torch.from_numpy(self._seen.astype(np.float32)))
+        return net
+
+    def build(self, device: str | torch.device = "cpu") -> "TextSeq":
+        super().build(device)
+        self._apply_trainable()
+        return self
+
+    def _apply_trainable(self) -> None:
+        keep = ("adapter.", "id_emb.", "cat_head.") if self.config.trainable == "adapter" else ("",)
+        for name, p in self.module.named_parameters():
+            p.requires_grad_(name.startswith(keep))
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"d_text": int(self.module.text.shape[1]), "n_categories": self._n_categories}
+
+    @classmethod
+    def from_extra(cls, n_items: int, config: Any, extra: dict[str, Any], device: str = "cpu") -> "TextSeq":
+        model = cls(n_items, config)
+        model._d_text, model._n_categories = int(extra["d_text"]), int(extra.get("n_categories", 0))
+        return model.build(device)
+
+    # ------------------------------------------------------------------ training
+    def fit(self, train: Sequences, valid=None) -> "TextSeq":
+        check_items(train, self.n_items)
+        self._seen = np.bincount(train.items, minlength=self.n_items) > 0
+        if self.module is not None:
+            self.module.seen.copy_(torch.from_numpy(self._seen.astype(np.float32)))
+        self._table = None
+        return super().fit(train, valid)
+
+    def num_batches(self, train: Sequences, batch_size: int) -> int:
+        return math.ceil(int((train.lengths >= 2).sum()) / batch_size)
+
+    def batches(self, train: Sequences, batch_size: int, rng: np.random.Generator
+                ) -> Iterator[dict[str, torch.Tensor]]:
+        """Whole sequences (last max_len + 1 items), shuffled; every position predicts the next item."""
+        seqs = train.select(np.flatnonzero(train.lengths >= 2))
+        for rows in epoch_rows(len(seqs), batch_size, rng):
+            inputs, targets = next_item_pairs(seqs.select(rows), self.config.max_len)
+            batch = {"inputs": torch.from_numpy(inputs), "targets": torch.from_numpy(targets)}
+            if self.config.loss == "in-batch" and self.config.n_negatives:
+                batch["negatives"] = torch.from_numpy(sample_negatives(rng, (self.config.n_negatives,), self.n_items))
+            yield batch
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        net, cfg = self.module, self.config
+        inputs, targets = batch["inputs"], batch["targets"]
+        if cfg.loss == "ce":
+            items = net.item_vectors()  # (n_items, d): every item is a candidate
+            hidden = net(inputs, _pad_row(items))
+            valid = targets != PAD
+            h, pos = hidden[valid], targets[valid] - 1
+            loss = F.cross_entropy(net.similarity(h, items), pos)
+        else:  # candidates: this batch's items (+ shared random negatives); only they pass through the adapter
+            pool = [inputs.flatten(), targets.flatten(), inputs.new_zeros(1)]
+            pool += [batch["negatives"]] if "negatives" in batch else []
+            uniq, inverse = torch.unique(torch.cat(pool), return_inverse=True)  # uniq[0] == PAD: it is in the pool
+            vecs = net.item_vectors((uniq - 1).clamp(min=0)) * (uniq != PAD)[:, None]
+            n_in = inputs.numel()
+            hidden = net(inverse[:n_in].view_as(inputs), vecs)
+            local = inverse[n_in:n_in + targets.numel()].view_as(targets)
+            valid = targets != PAD
+            h, pos = hidden[valid], local[valid]
+            logits = net.similarity(h, vecs)
+            logits[:, uniq == PAD] = -math.inf
+            loss = F.cross_entropy(logits, pos)
+        if cfg.contrastive_weight:  # last position of each row vs the batch's last targets (UniSRec seq-item)
+            last_t = targets[:, -1]
+            keep = last_t != PAD
+            tv = net.item_vectors(last_t[keep] - 1)
+            logits = net.similarity(hidden[:, -1][keep], tv)
+            dup = last_t[keep][:, None] == last_t[keep][None, :]
+            logits = logits.masked_fill(dup & ~torch.eye(len(tv), dtype=torch.bool, device=tv.device), -math.inf)
+            loss = loss + cfg.contrastive_weight * F.cross_entropy(logits, torch.arange(len(tv), device=tv.device))
+        if net.cat_head is not None and cfg.category_weight:
+            cat = net.categories[targets[valid] - 1]
+            if (cat >= 0).any():
+                loss = loss + cfg.category_weight * F.cross_entropy(net.cat_head(h), cat, ignore_index=-1)
+        return loss
+
+    # ------------------------------------------------------------------ scoring
+    @contextlib.contextmanager
+    def scoring(self) -> Iterator[None]:
+        with super().scoring():
+            self._table = None
+            try:
+                yield
+            finally:
+                self._table = None
+
+    def _item_table(self) -> torch.Tensor:
+        if self._table is None or torch.is_grad_enabled():
+            table = self.module.item_vectors()
+            if torch.is_grad_enabled():
+                return table
+            self._table = table
+        return self._table
+
+    def embed_users(self, histories: Sequences) -> np.ndarray:
+        """(n, d) user vectors (unit length / temperature): `embed_users(h) @ item_embeddings().T` == `score(h)`."""
+        return self.batched_vectors(histories, self._user_vectors)
+
+    def _user_vectors(self, histories: Sequences) -> torch.Tensor:
+        check_items(histories, self.n_items)
+        tokens = torch.from_numpy(padded_tokens(histories, self.config.max_len)).to(self.device)
+        h = self.module(tokens, _pad_row(self._item_table()))[:, -1]
+        t = self.config.temperature
+        return F.normalize(h, dim=-1) / t if t else h
+
+    def item_embeddings(self) -> np.ndarray:
+        """(n_items, d) item vectors (unit length with a temperature), the right side of the score."""
+        with self.scoring():
+            table = self._item_table()
+            return (F.normalize(table, dim=-1) if self.config.temperature else table).cpu().numpy()
+
+    def score(self, histories: Sequences) -> torch.Tensor:
+        users = self._user_vectors(histories)
+        table = self._item_table()
+        return users @ (F.normalize(table, dim=-1) if self.config.temperature else table).T
+
+    # ------------------------------------------------------------------ catalogue changes and transfer
+    def add_items(self, vectors: np.ndarray, categories: np.ndarray | None = None) -> np.ndarray:
+        """Append items described only by their text vectors (no retraining); returns their new item indices.
+
+        They get no ID vector (as items never seen in training), so text alone scores them."""
+        from semrec.models.text.transfer import grow_catalogue
+
+        return grow_catalogue(self, vectors, categories)
+
+    def init_from(self, path: str, strict_shapes: bool = True) -> list[str]:
+        """Copy a pretrained text-seq's adapter and Transformer (not its catalogue: text, IDs, categories)."""
+        from semrec.models.text.transfer import init_from
+
+        return init_from(self, path, strict_shapes)
+
+
+__all__ = ["TextSeq", "TextSeqConfig", "TextSeqNet"]

@@ -1,0 +1,188 @@
+"""text-seq: adapter maths, the three item representations, user/item vectors equal the scores, items added after
+training scored from their text and recommended, save/load, --init carries weights over (lower step-0 loss), the
+in-batch loss equals the full softmax when the batch covers the catalogue, and the combined multi-catalogue table."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from semrec.data import Sequences
+from semrec.errors import ConfigError, DataError
+from semrec.models.base import Recommender, get_model_class
+from semrec.models.text.adapter import MoEAdapter
+from semrec.models.text.catalogues import Catalogue, combine_catalogues
+from semrec.models.text.item_vectors import category_labels
+from semrec.models.text.text_seq import TextSeq
+
+SMALL = {"hidden": 16, "n_layers": 1, "n_heads": 2, "max_len": 8, "n_experts": 4, "dropout": 0.0,
+         "adapter_dropout": 0.0, "train.progress": False, "train.batch_size": 32}
+
+
+def clustered(n_clusters: int = 8, per: int = 12, users: int = 400, seed: int = 0, d: int = 24):
+    """Items in clusters with cluster-shaped text vectors; each user's sequence stays in one cluster."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(n_clusters, d))
+    cluster = np.repeat(np.arange(n_clusters), per)
+    vectors = (centres[cluster] + 0.3 * rng.normal(size=(len(cluster), d))).astype(np.float32)
+    seqs = [rng.choice(np.flatnonzero(cluster == c), size=rng.integers(4, 9)) for c in rng.integers(0, n_clusters,
+                                                                                                 size=users)]
+    return Sequences.from_lists(seqs), vectors, cluster, centres
+
+
+def test_adapter_is_a_gated_mixture_of_whitened_projections():
+    torch.manual_seed(0)
+    ad = MoEAdapter(10, 6, n_experts=3, dropout=0.0)
+    with torch.no_grad():
+        ad.bias.normal_()
+        ad.gate.weight.normal_()
+    x = torch.randn(5, 10)
+    y = ad(x)
+    assert y.shape == (5, 6)
+    w = ad.proj.view(10, 3, 6)
+    g = torch.softmax(x @ ad.gate.weight.T, -1)
+    manual = sum(g[:, k:k + 1] * ((x - ad.bias[k]) @ w[:, k]) for k in range(3))
+    assert torch.allclose(y, manual, atol=1e-5)
+
+
+@pytest.mark.parametrize("repr_,has_adapter,has_id", [("text", True, False), ("id", False, True),
+                                                      ("text+id", True, True)])
+def test_item_representations_and_vectors_equal_scores(repr_, has_adapter, has_id, one_torch_thread):
+    train, vectors, _, _ = clustered()
+    m = TextSeq(len(vectors), vectors=vectors, item_repr=repr_, epochs=1, **SMALL).fit(train)
+    assert (m.module.adapter is not None, m.module.id_emb is not None) == (has_adapter, has_id)
+    h = train.select(np.arange(7))
+    users, items = m.embed_users(h), m.item_embeddings()
+    assert users.shape == (7, 16) and items.shape == (len(vectors), 16)
+    with m.scoring():
+        scores = m.score(h).numpy()
+    assert np.allclose(users @ items.T, scores, atol=1e-4)
+    assert np.allclose(np.linalg.norm(items, axis=1), 1.0, atol=1e-5)  # cosine / temperature
+
+
+def test_new_item_is_scored_from_its_text_and_recommended(tmp_path, one_torch_thread):
+    train, vectors, cluster, centres = clustered()
+    m = TextSeq(len(vectors), vectors=vectors, item_repr="text+id", epochs=15, **SMALL).fit(train)
+    new_vec = (centres[3] + 0.05 * np.random.default_rng(1).normal(size=centres.shape[1])).astype(np.float32)
+    (new,) = m.add_items(new_vec[None])
+    assert new == len(vectors) and m.n_items == len(vectors) + 1
+    hist = Sequences.from_lists([np.flatnonzero(cluster == 3)[:5], np.flatnonzero(cluster == 5)[:5]])
+    ids, _ = m.recommend(hist, k=15)
+    assert new in ids[0]  # among the 12 items of its cluster plus a few
+    assert new not in ids[1]  # another cluster's user does not get it
+    with m.scoring():
+        s = m.score(hist).numpy()
+    assert s[0, new] > s[0, :len(vectors)][cluster != 3].max()  # above every item of the other clusters
+    # saved and loaded with the grown catalogue: identical scores
+    m.save(tmp_path / "m")
+    back = Recommender.load(tmp_path / "m")
+    with back.scoring():
+        assert np.allclose(back.score(hist).numpy(), s, atol=1e-5)
+    with pytest.raises(DataError, match="same text encoder"):
+        m.add_items(np.zeros((1, 5), np.float32))
+
+
+def test_text_only_model_never_uses_ids_and_cold_items_have_no_id_vector(one_torch_thread):
+    train, vectors, _, _ = clustered()
+    cold = np.arange(0, len(vectors), 10)
+    keep = ~np.isin(train.items, cold)
+    rows = np.repeat(np.arange(len(train)), train.lengths)
+    warm = Sequences.from_lengths(np.bincount(rows[keep], minlength=len(train)), train.items[keep])
+    m = TextSeq(len(vectors), vectors=vectors, item_repr="text+id", epochs=2, **SMALL).fit(warm)
+    assert m.module.seen[cold].sum() == 0 and m.module.seen.sum() == len(np.unique(warm.items))
+    with torch.no_grad():
+        only_text = m.module.adapter(m.module.text[cold])
+        assert torch.allclose(m.module.item_vectors(torch.as_tensor(cold)), only_text)
+
+
+def test_init_from_carries_adapter_and_transformer_not_items(tmp_path, one_torch_thread):
+    train, vectors, cluster, centres = clustered(seed=0)
+    pre = TextSeq(len(vectors), vectors=vectors, item_repr="text", epochs=15, **SMALL).fit(train)
+    pre.save(tmp_path / "run" / "model")
+    # a new catalogue with the same kind of text (same cluster centres), other items and users
+    rng = np.random.default_rng(7)
+    cl2 = np.repeat(np.arange(8), 9)
+    vec2 = (centres[cl2] + 0.3 * rng.normal(size=(len(cl2), centres.shape[1]))).astype(np.float32)
+    seq2 = Sequences.from_lists([rng.choice(np.flatnonzero(cl2 == c), size=6) for c in rng.integers(0, 8, 200)])
+
+    def first_loss(init: bool) -> float:
+        m = TextSeq(len(vec2), vectors=vec2, item_repr="text+id", **SMALL)
+        if init:
+            carried = m.init_from(str(tmp_path / "run"))
+            assert "adapter.proj" in carried and not any(c.startswith(("id_emb", "text")) for c in carried)
+            assert torch.equal(m.module.adapter.proj, pre.module.adapter.proj)
+        else:
+            m.build()
+        batch = next(m.batches(seq2, 200, np.random.default_rng(0)))
+        m.module.eval()
+        with torch.no_grad():
+            return float(m.loss(batch))
+
+    assert first_loss(True) < first_loss(False) - 0.3
+    wrong = TextSeq(len(vec2), vectors=vec2, item_repr="text", **{**SMALL, "hidden": 8})
+    with pytest.raises(ConfigError, match="shapes differ"):
+        wrong.init_from(str(tmp_path / "run"))
+
+
+def test_in_batch_loss_equals_full_softmax_when_the_batch_covers_the_catalogue(one_torch_thread):
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(6, 8)).astype(np.float32)
+    seqs = Sequences.from_lists([[0, 1, 2, 3], [4, 5, 0], [2, 5, 1]])
+    full = TextSeq(6, vectors=vectors, item_repr="text+id", **SMALL).build()
+    batch = next(full.batches(seqs, 3, np.random.default_rng(0)))
+    inb = TextSeq(6, vectors=vectors, item_repr="text+id", loss="in-batch", **SMALL).build()
+    inb.module.load_state_dict(full.module.state_dict())
+    full.module.eval()
+    inb.module.eval()
+    with torch.no_grad():
+        assert abs(float(full.loss(batch)) - float(inb.loss(batch))) < 1e-5
+
+
+def test_contrastive_and_category_terms_add_to_the_loss(one_torch_thread):
+    train, vectors, cluster, _ = clustered()
+    base = TextSeq(len(vectors), vectors=vectors, **SMALL).build()
+    aux = TextSeq(len(vectors), vectors=vectors, categories=cluster, contrastive_weight=0.5, category_weight=1.0,
+                  category_field="categories", **SMALL).build()
+    assert aux.module.cat_head.out_features == 8
+    state = {k: v for k, v in aux.module.state_dict().items() if not k.startswith("cat_head")}
+    base.module.load_state_dict(state)
+    batch = next(base.batches(train, 64, np.random.default_rng(0)))
+    base.module.eval()
+    aux.module.eval()
+    with torch.no_grad():
+        assert float(aux.loss(batch)) > float(base.loss(batch)) + 0.5  # + log(8)-ish category CE at init
+
+
+def test_missing_vectors_name_the_option_to_set():
+    with pytest.raises(ConfigError, match="--set vectors_path=.*--set dataset="):
+        TextSeq(10, item_repr="text").build()
+    with pytest.raises(ConfigError, match="item_repr"):
+        get_model_class("text-seq")(10, item_repr="words")
+    assert TextSeq(10, item_repr="id", **SMALL).build().module.adapter is None  # id-only needs no text
+
+
+def test_category_labels_from_paths():
+    import polars as pl
+
+    items = pl.DataFrame({"c": [[["Beauty", "Makeup", "Nails"]], [["Beauty", "Skin"]], [["Beauty"]], None]})
+    assert category_labels(items, "c").tolist() == [0, 1, 2, -1]
+    lc = pl.DataFrame({"c": ["Ind,Tools,Saws", "Ind,Tools", "Ind,Lab"]})
+    assert category_labels(lc, "c").tolist() == [0, 0, 1]  # numbered by first appearance
+
+
+def test_combined_catalogue_keeps_items_distinct():
+    a_vec = np.arange(12, dtype=np.float32).reshape(4, 3)
+    b_vec = a_vec[:3].copy()  # same text in both catalogues: still three other items
+    a = Catalogue("a", Sequences.from_lists([[0, 1, 3], [2, 3]]), a_vec)
+    b = Catalogue("b", Sequences.from_lists([[0, 2], [1, 0, 2]]), b_vec)
+    comb = combine_catalogues([a, b])
+    assert comb.n_items == 7 and comb.offsets == {"a": 0, "b": 4}
+    assert comb.train.to_lists() == [[0, 1, 3], [2, 3], [4, 6], [5, 4, 6]]
+    assert np.array_equal(comb.vectors[4:], b_vec) and np.array_equal(comb.vectors[:4], a_vec)
+    assert comb.catalogue_of(np.array([0, 3, 4, 6])).tolist() == [0, 0, 1, 1]
+    assert comb.local_items("b", np.array([4, 6])).tolist() == [0, 2]
+    with pytest.raises(DataError, match="outside catalogue"):
+        comb.local_items("b", np.array([3]))
+    with pytest.raises(DataError, match="different sizes"):
+        combine_catalogues([a, Catalogue("c", b.train, np.zeros((3, 5), np.float32))])
