@@ -82,6 +82,8 @@ def register(app: typer.Typer) -> None:
                                     "last checkpoint."),
         overwrite: Overwrite = False,
         threads: Threads = None,
+        init: Optional[Path] = typer.Option(None, "--init", help="Start from a pretrained run folder (text-seq: "
+                                            "adapter and Transformer carried over, item table not)."),
     ) -> None:
         """Train MODEL on a dataset, evaluate valid + test with full ranking, write a run folder.
 
@@ -98,7 +100,7 @@ def register(app: typer.Typer) -> None:
         from semrec.data import Dataset
         from semrec.io import check_output
         from semrec.models import get_model_class
-        from semrec.training.run import make_split, preflight, resolve_config, train_run
+        from semrec.training.run import make_split, preflight, prepare_model, resolve_config, train_run
 
         check_output(out_dir, "run", overwrite or resume)
         check_device(device)
@@ -110,13 +112,18 @@ def register(app: typer.Typer) -> None:
         metric_ks = parse_ks(ks)
         cfg = resolve_config(model, config, set_, device)  # options checked before any data is read
         preflight(model, cfg)
+        if init is not None and not (init / "model" / "model.safetensors").exists():
+            raise ConfigError(f"--init {init}: not a run folder with model/model.safetensors (fix: pass a folder "
+                              "written by `semrec train text-seq`)")
         set_threads(threads)
         ds = Dataset.load(data)
         sp = make_split(ds, split, split_kind.value if hasattr(split_kind, "value") else split_kind, split_options)
         m = get_model_class(model)(ds.n_items, cfg)
+        init_info = prepare_model(m, data, init)
         err.print(f"training {model} on {ds} ({sp.kind}: {len(sp.train):,} train sequences, "
                   f"{len(sp.valid):,} valid / {len(sp.test):,} test rows)")
-        provenance = {"data": str(data), "split_source": str(split) if split else f"computed: {sp.kind}"}
+        provenance = {"data": str(data), "split_source": str(split) if split else f"computed: {sp.kind}",
+                      **init_info}
         metrics = train_run(m, sp, out_dir, dataset=ds, ks=metric_ks, exclude_history=exclude_history,
                             resume=resume, overwrite=overwrite, provenance=provenance)
         flag = ", history excluded" if exclude_history else ""

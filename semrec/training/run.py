@@ -101,6 +101,21 @@ def preflight(name: str, cfg: Any) -> None:
                               f"(fix: --set {field_name}=EXISTING_PATH)")
 
 
+def prepare_model(model: Any, data: str | Path, init: str | Path | None = None) -> dict[str, Any]:
+    """Hooks between building a model and training it: a model with an empty `dataset` option (and no
+    `vectors_path`) reads its item text from the `--data` folder; `--init RUN_DIR` copies a pretrained run's
+    weights (models with `init_from`, e.g. text-seq). Returns provenance for config.json."""
+    names = {f.name for f in dataclasses.fields(model.config)}
+    if "dataset" in names and not model.config.dataset and not getattr(model.config, "vectors_path", None):
+        model.config = dataclasses.replace(model.config, dataset=str(data))
+    if init is None:
+        return {}
+    if not hasattr(model, "init_from"):
+        raise ConfigError(f"--init: {model.name} cannot start from a pretrained run (only text-seq can)")
+    carried = model.init_from(str(init))
+    return {"init": str(init), "init_carried": len(carried)}
+
+
 def check_eval_target(target: Path, ks: tuple[int, ...], overwrite: bool) -> None:
     """Refuse to replace an earlier evaluation computed with other cut-offs unless `overwrite` says so."""
     from semrec.errors import OutputError
