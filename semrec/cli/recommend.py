@@ -10,11 +10,17 @@ import numpy as np
 import typer
 
 from semrec.cli.console import out
+from semrec.cli.options import Device, Threads, check_device, set_threads
 from semrec.errors import ConfigError, DataError
+from semrec.io import read_json
 
 
 def _model_dir(run_dir: Path) -> Path:
-    """RUN_DIR/model, or RUN_DIR itself when it is a model folder."""
+    """RUN_DIR/model, or RUN_DIR itself when it is a model folder; an unfinished run is refused."""
+    from semrec.training.run import check_run_dir
+
+    if not run_dir.exists() or (run_dir / "split").exists():
+        check_run_dir(run_dir)
     for p in (run_dir / "model", run_dir):
         if (p / "config.json").exists() and (p / "model.safetensors").exists():
             return p
@@ -27,10 +33,20 @@ def _dataset_path(run_dir: Path, data: Optional[Path]) -> Path:
         return data
     cfg = run_dir / "config.json"
     if cfg.exists():
-        src = json.loads(cfg.read_text()).get("data")
-        if src:
+        src = read_json(cfg).get("data")
+        if isinstance(src, str) and src:
             return Path(src)
     raise ConfigError(f"{run_dir} does not say which dataset it was trained on (fix: pass --data DATASET_DIR)")
+
+
+def check_same_items(run_dir: Path, ds: object) -> None:
+    """A run records its dataset's item fingerprint; a dataset whose indices name other items is refused."""
+    cfg = run_dir / "config.json"
+    recorded = read_json(cfg).get("item_fingerprint") if (run_dir / "model").is_dir() and cfg.exists() else None
+    if recorded and recorded != ds.item_fingerprint():  # type: ignore[attr-defined]
+        raise DataError("the dataset differs from the one this run was trained on (item fingerprint "
+                        f"{ds.item_fingerprint()} vs {recorded})", path=run_dir,  # type: ignore[attr-defined]
+                        fix="pass the run's own dataset with --data, or train on this one")
 
 
 def recommend_ids(run_dir: Path, history: list[str], k: int = 10, data: Optional[Path] = None,
@@ -40,8 +56,13 @@ def recommend_ids(run_dir: Path, history: list[str], k: int = 10, data: Optional
     from semrec.models import Recommender
 
     run_dir = Path(run_dir)
+    if not history:
+        raise ConfigError("the history is empty (fix: --history ID1,ID2,... with at least one item id)")
+    if k < 1:
+        raise ConfigError(f"-k {k}: ask for at least one item")
     model = Recommender.load(_model_dir(run_dir), device=device)
     ds = Dataset.load(_dataset_path(run_dir, data))
+    check_same_items(run_dir, ds)
     ids = ds.items["item_id"].to_numpy().astype(str)
     index = dict(zip(ids, range(len(ids))))
     unknown = [h for h in history if h not in index]
@@ -69,16 +90,17 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def recommend(run_dir: Path = typer.Argument(..., help="Run folder (from `semrec train`) or model folder."),
                   history: Optional[str] = typer.Option(None, "--history", help="Comma-separated item ids, oldest first."),
-                  k: int = typer.Option(10, "-k", "--k", help="How many items to return."),
+                  k: int = typer.Option(10, "-k", "--k", min=1, help="How many items to return."),
                   data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder (default: the run's)."),
                   exclude_history: bool = typer.Option(False, "--exclude-history", help="Never return history items."),
-                  device: str = typer.Option("cpu", "--device"),
+                  device: Device = "cpu",
+                  threads: Threads = None,
                   as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
                   input_path: Optional[Path] = typer.Option(None, "--input", help="Batch: histories file (.parquet, "
                                                             ".csv, .jsonl; columns history [, user_id])."),
                   out_path: Optional[Path] = typer.Option(None, "--out", help="Batch: recommendations .parquet."),
                   overwrite: bool = typer.Option(False, "--overwrite", help="Batch: replace an earlier --out."),
-                  batch_size: int = typer.Option(4096, "--batch-size", help="Batch: histories per step."),
+                  batch_size: int = typer.Option(4096, "--batch-size", min=1, help="Batch: histories per step."),
                   ) -> None:
         """Recommend the next items for one user history, or (--input/--out) for every history in a file.
 
@@ -88,6 +110,8 @@ def register(app: typer.Typer) -> None:
         """
         from rich.table import Table
 
+        check_device(device)
+        set_threads(threads)
         if input_path is not None or out_path is not None:  # batch path: semrec.serving.batch
             from semrec.serving.batch import batch_command
 
