@@ -173,3 +173,12 @@ def test_learning_rate_warmup_then_cosine_by_steps_or_time_budget():
     assert learning_rate(TrainConfig(lr=0.5), 7, 100, 99.0) == 0.5
     with pytest.raises(ConfigError, match="lr_schedule"):
         TrainConfig(lr_schedule="step")
+
+
+def test_time_budget_validates_the_final_epoch_even_between_eval_every(split):
+    # eval_every=5 would skip epochs 1-4; a budget that ends inside epoch 1 must still validate that epoch
+    m = TinyBigram(split.n_items, _cfg(epochs=50, eval_every=5, max_train_seconds=0.05, batch_size=8))
+    m.fit(split.train, split.valid)
+    last = m.history.records[-1]
+    assert m.history.stop_reason == "time_budget" and last["epoch"] < 5
+    assert "valid" in last and m.history.best_epoch == last["epoch"]

@@ -198,7 +198,9 @@ def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: Tr
         rec: dict[str, Any] = {"epoch": epoch, "loss": total / max(steps, 1), "steps": steps,
                                "epoch_s": round(epoch_s, 4), "lr": optimizer.param_groups[0]["lr"]}
         eval_s = 0.0
-        if valid is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
+        # the epoch a time budget ends is always validated: with a cosine schedule it is often the best one
+        last = epoch == cfg.epochs or hist.stop_reason == "time_budget"
+        if valid is not None and (epoch % cfg.eval_every == 0 or last):
             metrics, eval_s = _validate(model, valid, cfg, epoch)
             score = metrics[cfg.metric]
             rec |= {"valid": metrics, "eval_s": round(eval_s, 4)}
