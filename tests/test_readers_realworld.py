@@ -184,3 +184,8 @@ def test_nul_bytes_after_the_first_kilobytes_are_bad_lines(tmp_path):
         read_s3rec(tmp_path / "s.txt")
     ds = read_s3rec(tmp_path / "s.txt", on_bad_rows="skip")
     assert ds.counts()["users"] == 2000 and ds.meta["bad_rows"] == 1
+
+
+def test_json_object_text_keeps_its_escapes():
+    df = pl.DataFrame({"item_id": ["1"], "details": ['{"Size": "5&quot; wide"}'], "title": ["5&quot; wide"]})
+    assert clean_attributes(df).rows() == [("1", '{"Size": "5&quot; wide"}', '5" wide')]

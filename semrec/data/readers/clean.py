@@ -16,8 +16,10 @@ MISSING_MARKERS = ("", "nan", "null", "none")
 
 
 def _unescape_pairs(values: pl.Series) -> tuple[list[str], list[str]]:
-    """(escaped, unescaped) for the distinct values that change under html.unescape."""
-    candidates = values.filter(values.str.contains("&", literal=True).fill_null(False)).unique()
+    """(escaped, unescaped) for the distinct values that change under html.unescape. JSON object text (Amazon
+    `details`) is left alone: a decoded `&quot;` inside it would break its quoting."""
+    wanted = values.str.contains("&", literal=True) & ~values.str.starts_with("{")
+    candidates = values.filter(wanted.fill_null(False)).unique()
     old = candidates.to_list()
     new = [html.unescape(v) for v in old]  # one call per distinct value holding '&', not per row
     changed = [(o, n) for o, n in zip(old, new) if o != n]
