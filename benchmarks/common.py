@@ -64,6 +64,56 @@ def git_commit() -> str:
         return "unknown"
 
 
+def git_dirty() -> bool | None:
+    """Whether tracked files differ from HEAD (None outside a git checkout)."""
+    try:
+        out = subprocess.check_output(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                                      stderr=subprocess.DEVNULL, text=True)
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return None
+    return bool(out.strip())
+
+
+# The code a benchmark measures is the code at its START: a commit made while it runs must not be credited.
+START = {"commit": git_commit(), "dirty": git_dirty()}
+
+
+def input_hashes(settings: dict[str, Any]) -> dict[str, str]:
+    """sha256 (first 16 hex) of every file or folder named by a setting (codes, vectors, features), so a number
+    can be traced to the exact inputs it used."""
+    import hashlib
+
+    out: dict[str, str] = {}
+    for key, value in settings.items():
+        if not isinstance(value, str) or len(value) > 500 or "\n" in value:
+            continue
+        path = Path(value)
+        try:
+            files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else \
+                ([path] if path.is_file() else [])
+        except OSError:
+            continue
+        if not files or sum(f.stat().st_size for f in files) > 2 << 30:
+            continue
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f.relative_to(path).as_posix().encode() if path.is_dir() else b"")
+            with open(f, "rb") as fh:
+                while block := fh.read(1 << 20):
+                    h.update(block)
+        out[key] = h.hexdigest()[:16]
+    return out
+
+
+def selection_of(history: Any, metric: str | None = None) -> dict[str, Any]:
+    """What chose a trained model: the validation metric and score of its best epoch, the epoch, why it stopped."""
+    if history is None:
+        return {}
+    return {"metric": metric, "valid_score": getattr(history, "best_score", None),
+            "best_epoch": getattr(history, "best_epoch", None), "epochs": getattr(history, "epochs", None),
+            "stop_reason": getattr(history, "stop_reason", None)}
+
+
 def env_info(device: str = "cpu") -> dict[str, Any]:
     try:
         import torch
@@ -73,7 +123,8 @@ def env_info(device: str = "cpu") -> dict[str, Any]:
         torch_version = None
     return {"cpu_count": os.cpu_count(), "torch": torch_version, "device": device,
             "python": platform.python_version(), "machine": platform.machine(),
-            "date": _dt.date.today().isoformat(), "commit": git_commit()}
+            "date": _dt.date.today().isoformat(), "commit": START["commit"], "dirty": START["dirty"],
+            "loadavg": [round(x, 2) for x in os.getloadavg()]}
 
 
 def command_line() -> str:
@@ -83,11 +134,17 @@ def command_line() -> str:
 def record(benchmark: str, *, dataset: str, model: str, variant: str | None = None, split: str | None = None,
            metrics: dict[str, float] | None = None, timing: dict[str, float] | None = None,
            settings: dict[str, Any] | None = None, extra: dict[str, Any] | None = None, device: str = "cpu",
-           name: str | None = None) -> Path:
-    """Write one result JSON under benchmarks/results/<benchmark>/ and return its path."""
+           name: str | None = None, selection: dict[str, Any] | None = None) -> Path:
+    """Write one result JSON under benchmarks/results/<benchmark>/ and return its path.
+
+    `selection` says what chose the measured model (see `selection_of`: validation metric and score, best
+    epoch, stop reason); every setting that names a file or folder gets its content hash under `inputs`.
+    """
+    settings = settings or {}
     rec = {"benchmark": benchmark, "dataset": dataset, "model": model, "variant": variant, "split": split,
            "metrics": metrics or {}, "timing": timing or {}, "memory": {"peak_rss_mb": round(peak_rss_mb(), 1)},
-           "settings": settings or {}, "env": env_info(device), "command": command_line(), "extra": extra or {}}
+           "settings": settings, "selection": selection or {}, "inputs": input_hashes(settings),
+           "env": env_info(device), "command": command_line(), "extra": extra or {}}
     stem = name or "_".join(str(p) for p in (dataset, model, variant, split) if p)
     out = RESULTS_DIR / benchmark / f"{stem}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
