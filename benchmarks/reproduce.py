@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SHARED_DATA, record, write_results_md  # noqa: E402
+from common import SHARED_DATA, record, selection_of, write_results_md  # noqa: E402
 
 from semrec.data import Split, leave_one_out  # noqa: E402
 from semrec.evaluation import evaluate  # noqa: E402
@@ -159,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     timing = {"train_s": round(hist.train_s if hist else fit_s, 3), "fit_s": round(fit_s, 3),
               "epoch_s": round(hist.epoch_s, 3) if hist else None}
     stem = "_".join(x for x in (args.dataset, args.model, variant) if x)
+    selection = selection_of(hist, "ndcg@10") or {"metric": "ndcg@10", "valid_score": valid.metrics["ndcg@10"],
+                                                   "best_epoch": None, "stop_reason": None}
     keys = [f"{m}@{k}" for k in KS for m in ("recall", "ndcg")] + ["mrr"]
 
     if args.tag:
@@ -166,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         out = record("reproduce_tuning", dataset=args.dataset, model=args.model, variant=variant, split="valid",
                      metrics={k: round(valid.metrics[k], 5) for k in keys}, timing=timing, settings=settings,
                      extra=extra | {"tag": args.tag}, device=args.device,
-                     name=f"{stem}_{args.tag}_valid")
+                     name=f"{stem}_{args.tag}_valid", selection=selection)
     else:
         test = evaluate(model, split.test, ks=KS, exclude_history=False)
         timing["eval_s"] = round(test.settings["eval_s"], 3)
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         timing["wall_s"] = round(time.perf_counter() - t_start, 3)
         out = record("reproduce", dataset=args.dataset, model=args.model, variant=variant, split="test",
                      metrics={k: round(test.metrics[k], 5) for k in keys}, timing=timing, settings=settings,
-                     extra=extra, device=args.device, name=f"{stem}_test")
+                     extra=extra, device=args.device, name=f"{stem}_test", selection=selection)
         print({k: round(test.metrics[k], 4) for k in keys})
     if args.save:
         model.save(args.save)
