@@ -186,3 +186,34 @@ def test_combined_catalogue_keeps_items_distinct():
         comb.local_items("b", np.array([3]))
     with pytest.raises(DataError, match="different sizes"):
         combine_catalogues([a, Catalogue("c", b.train, np.zeros((3, 5), np.float32))])
+
+
+def test_cli_train_and_init_from_a_run(tmp_path, one_torch_thread):
+    import json
+
+    import polars as pl
+    from typer.testing import CliRunner
+
+    from semrec.cli import _register, app
+    from semrec.data import Dataset
+    from semrec.features import save_vectors
+
+    _register()
+    train, vectors, _, _ = clustered(users=150)
+    users = np.repeat(np.arange(len(train)), train.lengths)
+    Dataset.build(pl.DataFrame({"user_id": users.astype(str), "item_id": train.items.astype(str)}),
+                  pl.DataFrame({"item_id": np.arange(len(vectors)).astype(str)})).save(tmp_path / "data")
+    save_vectors(tmp_path / "v.safetensors", vectors)  # rows follow item_idx: items table order 0..n-1
+    common = ["--data", str(tmp_path / "data"), "--set", f"vectors_path={tmp_path / 'v.safetensors'}",
+              "--set", "epochs=2", "--set", "hidden=16", "--set", "n_experts=2", "--threads", "1"]
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", "text-seq", "--out", str(tmp_path / "pre"), *common])
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    r = runner.invoke(app, ["train", "text-seq", "--out", str(tmp_path / "ft"), "--init", str(tmp_path / "pre"),
+                            *common])
+    assert r.exit_code == 0, r.output + repr(r.exception)
+    config = json.loads((tmp_path / "ft" / "config.json").read_text())
+    assert config["init"] == str(tmp_path / "pre") and config["init_carried"] > 10
+    r = runner.invoke(app, ["train", "sasrec", "--out", str(tmp_path / "bad"), "--init", str(tmp_path / "pre"),
+                            "--data", str(tmp_path / "data")])
+    assert r.exit_code != 0 and "cannot start from a pretrained run" in r.output + repr(r.exception)

@@ -112,6 +112,8 @@ def register(app: typer.Typer) -> None:
         metric_ks = parse_ks(ks)
         cfg = resolve_config(model, config, set_, device)  # options checked before any data is read
         preflight(model, cfg)
+        if init is not None and not hasattr(get_model_class(model), "init_from"):
+            raise ConfigError(f"--init: {model} cannot start from a pretrained run (only text-seq can)")
         if init is not None and not (init / "model" / "model.safetensors").exists():
             raise ConfigError(f"--init {init}: not a run folder with model/model.safetensors (fix: pass a folder "
                               "written by `semrec train text-seq`)")
