@@ -74,3 +74,20 @@ def test_itemknn_beats_mostpop_on_synthetic(synthetic):
     pop = evaluate(MostPop(sp.n_items).fit(sp.train), sp.test).metrics["ndcg@10"]
     knn = evaluate(ItemKNN(sp.n_items).fit(sp.train), sp.test).metrics["ndcg@10"]
     assert knn > pop * 1.3
+
+
+def test_top_k_orders_ties_by_item_index():
+    import torch
+
+    from semrec.models.base import top_k
+
+    scores = torch.tensor([[1.0, 3.0, 3.0, 0.0, 3.0, 2.0],    # tie inside the top 2 and across the boundary
+                           [5.0, 1.0, 1.0, 1.0, 1.0, 1.0],    # four-way tie across the boundary
+                           [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])   # all equal
+    vals, idx = top_k(scores, 3)
+    assert idx.tolist() == [[1, 2, 4], [0, 1, 2], [0, 1, 2]]
+    assert vals.tolist() == [[3.0, 3.0, 3.0], [5.0, 1.0, 1.0], [0.0, 0.0, 0.0]]
+    big = torch.randn(64, 500).round(decimals=1)  # many ties, random positions
+    v, i = top_k(big, 20)
+    ref = torch.sort(big, dim=1, descending=True, stable=True)
+    assert torch.equal(i, ref.indices[:, :20]) and torch.equal(v, ref.values[:, :20])

@@ -76,6 +76,28 @@ def available_models() -> list[str]:
     return sorted(names | set(REGISTRY))
 
 
+def top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(values, indices) of the k best scores per row, best first, with a documented tie order: equal scores
+    rank the lower item index first, so results never depend on the topk kernel, the device or thread count.
+
+    One topk of k + 1 finds rows where ties cross the k-th place; only those rows are sorted in full.
+    """
+    n = scores.shape[1]
+    k = min(int(k), n)
+    vals, idx = torch.topk(scores, min(k + 1, n), dim=1)
+    boundary = vals[:, k - 1] == vals[:, k] if vals.shape[1] > k else None
+    vals, idx = vals[:, :k], idx[:, :k]
+    by_index = torch.argsort(idx, dim=1)  # then a stable sort by value keeps index order among equal values
+    vals, idx = vals.gather(1, by_index), idx.gather(1, by_index)
+    by_value = torch.sort(vals, dim=1, descending=True, stable=True).indices
+    vals, idx = vals.gather(1, by_value), idx.gather(1, by_value)
+    if boundary is not None and bool(boundary.any()):
+        rows = boundary.nonzero().squeeze(1)
+        full_vals, full_idx = torch.sort(scores[rows], dim=1, descending=True, stable=True)
+        vals[rows], idx[rows] = full_vals[:, :k], full_idx[:, :k]
+    return vals, idx
+
+
 @runtime_checkable
 class UserVectors(Protocol):
     """Optional interface of models whose user state can leave the model (semrec.users builds on it).
@@ -231,9 +253,9 @@ class ScoringRecommender(Recommender):
                     c = torch.from_numpy(ex.items).to(scores.device)
                     scores = scores.index_put((r, c), torch.tensor(-math.inf, dtype=scores.dtype,
                                                                    device=scores.device))
-                top = torch.topk(scores, k, dim=1)
-                ids[rows] = top.indices.cpu().numpy()
-                vals[rows] = top.values.cpu().numpy()
+                top_vals, top_ids = top_k(scores, k)
+                ids[rows] = top_ids.cpu().numpy()
+                vals[rows] = top_vals.cpu().numpy()
         return ids, vals
 
 
