@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import SHARED_DATA, record, write_results_md  # noqa: E402
+from benchmarks.common import SHARED_DATA, record, write_results_md
 
 RUNS = Path(__file__).resolve().parent.parent / "runs" / "text_seq"
 CACHE = Path(__file__).resolve().parent.parent / "runs" / "cache" / "text"

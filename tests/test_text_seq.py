@@ -97,7 +97,7 @@ def test_text_only_model_never_uses_ids_and_cold_items_have_no_id_vector(one_tor
 
 
 def test_init_from_carries_adapter_and_transformer_not_items(tmp_path, one_torch_thread):
-    train, vectors, cluster, centres = clustered(seed=0)
+    train, vectors, _cluster, centres = clustered(seed=0)
     pre = TextSeq(len(vectors), vectors=vectors, item_repr="text", epochs=15, **SMALL).fit(train)
     pre.save(tmp_path / "run" / "model")
     # a new catalogue with the same kind of text (same cluster centres), other items and users

@@ -3,8 +3,6 @@ through the cached `semrec.features.TextEncoder` (a second run on an unchanged c
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import polars as pl
 

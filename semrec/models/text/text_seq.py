@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,8 +24,18 @@ from torch import nn
 from semrec.data.sequences import Sequences
 from semrec.errors import ConfigError
 from semrec.models.base import TorchRecommender, register
-from semrec.models.layers import (PAD, Block, attention_mask, check_items, epoch_rows, init_weights, next_item_pairs,
-                                  padded_tokens, positions, sample_negatives)
+from semrec.models.layers import (
+    PAD,
+    Block,
+    attention_mask,
+    check_items,
+    epoch_rows,
+    init_weights,
+    next_item_pairs,
+    padded_tokens,
+    positions,
+    sample_negatives,
+)
 from semrec.models.text.adapter import MoEAdapter
 from semrec.models.text.item_vectors import category_labels, load_item_vectors
 from semrec.training.config import TrainConfig
@@ -173,7 +184,7 @@ class TextSeq(TorchRecommender):
                 net.seen.copy_(torch.from_numpy(self._seen.astype(np.float32)))
         return net
 
-    def build(self, device: str | torch.device = "cpu") -> "TextSeq":
+    def build(self, device: str | torch.device = "cpu") -> TextSeq:
         super().build(device)
         self._apply_trainable()
         return self
@@ -187,13 +198,13 @@ class TextSeq(TorchRecommender):
         return {"d_text": int(self.module.text.shape[1]), "n_categories": self._n_categories}
 
     @classmethod
-    def from_extra(cls, n_items: int, config: Any, extra: dict[str, Any], device: str = "cpu") -> "TextSeq":
+    def from_extra(cls, n_items: int, config: Any, extra: dict[str, Any], device: str = "cpu") -> TextSeq:
         model = cls(n_items, config)
         model._d_text, model._n_categories = int(extra["d_text"]), int(extra.get("n_categories", 0))
         return model.build(device)
 
     # ------------------------------------------------------------------ training
-    def fit(self, train: Sequences, valid=None) -> "TextSeq":
+    def fit(self, train: Sequences, valid=None) -> TextSeq:
         check_items(train, self.n_items)
         self._seen = np.bincount(train.items, minlength=self.n_items) > 0
         if self.module is not None:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 CATALOGUE_PREFIXES = ("text", "seen", "categories", "id_emb.", "cat_head.")
 
 
-def grow_catalogue(model: "TextSeq", vectors: np.ndarray, categories: np.ndarray | None = None) -> np.ndarray:
+def grow_catalogue(model: TextSeq, vectors: np.ndarray, categories: np.ndarray | None = None) -> np.ndarray:
     """Append rows for new items to every per-item tensor; new items are unseen (text only). Returns their indices."""
     if model.module is None:
         raise ConfigError("text-seq: add_items needs a built or trained model (call fit or load first)")
@@ -63,7 +63,7 @@ def _weights_file(path: str | Path) -> Path:
                     fix="pass a run folder written by `semrec train text-seq` (or its model/ folder)")
 
 
-def init_from(model: "TextSeq", path: str | Path, strict_shapes: bool = True) -> list[str]:
+def init_from(model: TextSeq, path: str | Path, strict_shapes: bool = True) -> list[str]:
     """Build `model` (seeded with its train.seed) and copy every non-catalogue tensor of the pretrained text-seq
     at `path`; returns the copied names. Shapes must match (same hidden size, layers, experts, text encoder)."""
     from safetensors.torch import load_file
