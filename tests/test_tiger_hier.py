@@ -18,11 +18,15 @@ TINY = {"n_layers": 1, "head_layers": 2, "d_model": 16, "n_heads": 2, "d_head": 
         "train.progress": False}
 
 
-def test_one_pass_loss_equals_per_pair_loss():
+@pytest.mark.parametrize("id_input", [False, True])
+def test_one_pass_loss_equals_per_pair_loss(id_input):
     vocab = [4, 3, 3]
     codes = torch.as_tensor(random_codes(30, vocab))
-    model = TigerHier(30, codes=codes.numpy(), **TINY).build()
+    model = TigerHier(30, codes=codes.numpy(), **TINY, id_input=id_input).build()
     net = model.module.eval()
+    if id_input:  # trained per-item vectors are not zero: make them matter, so the items path is checked
+        torch.manual_seed(0)
+        torch.nn.init.normal_(net.item_emb.weight, std=0.5)
     win = torch.tensor([[3, 7, 1, 9, 2], [5, 6, 8, -1, -1]])
     one_pass = net(torch.where(win[..., None] >= 0, codes[win.clamp(min=0)], -1), win).item()
     losses = []
@@ -31,10 +35,16 @@ def test_one_pass_loss_equals_per_pair_loss():
         for t in range(1, n):
             hist = torch.full((1, 4, 3), -1)
             hist[0, 4 - t:] = codes[win[r, :t]]  # left-padded, as at recommendation time
+            items = torch.full((1, 4), -1)
+            items[0, 4 - t:] = win[r, :t]
             tgt = codes[win[r, t]]
-            nll = -sum(net.next_code_logp(hist, None, tgt[:lv].view(1, lv))[0, tgt[lv]] for lv in range(3)) / 3
+            nll = -sum(net.next_code_logp(hist, None, tgt[:lv].view(1, lv), items)[0, tgt[lv]]
+                       for lv in range(3)) / 3
             losses.append(float(nll))
     assert abs(one_pass - np.mean(losses)) < 1e-4
+    if id_input:  # and the items path changes the loss: the check above is not moot
+        plain = net(torch.where(win[..., None] >= 0, codes[win.clamp(min=0)], -1), torch.full_like(win, 10**6))
+        assert abs(plain.item() - one_pass) > 1e-3
 
 
 @pytest.mark.parametrize("id_input", [False, True])
