@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import SHARED_DATA, record, write_results_md  # noqa: E402
+from benchmarks.common import SHARED_DATA, record, write_results_md
 
 MM = SHARED_DATA / "amazon-scientific-mm"
 FEATURES = {"image": "Scientific.feat3CLS", "text": "Scientific.feat1CLS"}
@@ -114,7 +114,7 @@ def run_model(key: str, protocol: str, budget: float, rows_dir: Path) -> Path:
                                  **({"users": split.test.users} if getattr(model, "uses_users", False) else {}))
         is_cold = np.zeros(ds.n_items, dtype=bool)
         is_cold[split.cold_items] = True
-        extra["cold"] = {"rows": int(cold_rows.sum()), "items": int(len(split.cold_items)),
+        extra["cold"] = {"rows": int(cold_rows.sum()), "items": len(split.cold_items),
                          "metrics": {k: round(v, 5) for k, v in sub.metrics.items()},
                          "cold_share_of_top20": round(float(is_cold[top].mean()), 5)}
     cfg = getattr(model, "config", None)

@@ -3,14 +3,21 @@ the graph models (LightGCN, NGCF, FREEDOM, LIRDRec, AlphaRec) on small graphs an
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 
 from semrec.data.sequences import Sequences
 from semrec.errors import DataError
-from semrec.models.graph.adjacency import (interaction_edges, knn_graph, normalized_adjacency, propagate,
-                                           prune_edges)
+from semrec.models.graph.adjacency import (
+    interaction_edges,
+    knn_graph,
+    normalized_adjacency,
+    propagate,
+    prune_edges,
+)
 
 # 3 users, 2 items: u0-{i0, i1}, u1-{i0}, u2-{i1, i1 repeated}
 TRAIN = Sequences.from_lists([[0, 1], [0], [1, 1]])
@@ -144,7 +151,7 @@ def test_lightgcn_bpr_loss_decreases_and_beats_popularity(synth_split):
     ds, sp = synth_split
     m = _fit("lightgcn", ds.n_items, sp, epochs=8, **{"train.lr": 5e-3})
     losses = [r["loss"] for r in m.history.records]
-    assert losses[-1] < losses[0] - 0.1 and all(b < a for a, b in zip(losses, losses[1:]))
+    assert losses[-1] < losses[0] - 0.1 and all(b < a for a, b in itertools.pairwise(losses))
     ours = evaluate(m, sp.test).metrics["recall@20"]
     pop = evaluate(MostPop(ds.n_items).fit(sp.train), sp.test).metrics["recall@20"]
     assert ours > pop
@@ -221,7 +228,6 @@ def test_freedom_builds_knn_graph_from_features_and_prunes_each_epoch(synth_spli
 
 def test_lirdrec_scores_an_item_with_features_and_no_interactions(synth_split):
     from semrec.data.splits import cold_start_split
-    from semrec.evaluation import evaluate
     from semrec.models.graph.lirdrec import LIRDRec, dct_matrix
 
     c = dct_matrix(8)
@@ -262,7 +268,7 @@ def test_alpharec_ranks_cold_items_and_transfers_zero_shot(synth_split, tmp_path
     z = m.zero_shot(sub)
     assert z.n_items == 150 and z.n_users == 0
     h = Sequences.from_lists([[0, 3], [7]])
-    ids, scores = z.recommend(h, k=5)
+    ids, _scores = z.recommend(h, k=5)
     with torch.inference_mode():
         items = torch.nn.functional.normalize(m.module.mlp(torch.from_numpy(sub["text"])), dim=1)
         users = torch.nn.functional.normalize(m.module.mlp(torch.from_numpy(
@@ -281,8 +287,8 @@ def test_features_option_reads_files_and_rejects_wrong_row_counts(synth_split, t
     feats = _synthetic_features(ds)
     np.save(tmp_path / "text.npy", feats["text"])
     feats["image"].tofile(tmp_path / "image.feat")
-    m = build_model("freedom", ds.n_items, overrides=[f"features=image={tmp_path / 'image.feat'},"
-                                                       f"text={tmp_path / 'text.npy'}", "epochs=1",
+    m = build_model("freedom", ds.n_items, overrides=[(f"features=image={tmp_path / 'image.feat'},"
+                                                       f"text={tmp_path / 'text.npy'}"), "epochs=1",
                                                        "train.progress=false"])
     m.fit(sp.train, None)
     assert m.module.modalities == ["image", "text"]

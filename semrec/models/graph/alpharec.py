@@ -11,7 +11,6 @@ history's mean embedding.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +21,11 @@ from semrec.data.sequences import Sequences
 from semrec.errors import ConfigError
 from semrec.models.base import register
 from semrec.models.graph.adjacency import propagate
-from semrec.models.graph.multimodal import FeatureModule, MultimodalGraphRecommender, mlp
+from semrec.models.graph.multimodal import (
+    FeatureModule,
+    MultimodalGraphRecommender,
+    mlp,
+)
 from semrec.training.config import TrainConfig
 
 
@@ -96,7 +99,7 @@ class AlphaRec(MultimodalGraphRecommender):
         mean = mean / torch.from_numpy(np.maximum(histories.lengths, 1)).to(lang.device, torch.float32)[:, None]
         return F.normalize(self.module.mlp(mean), dim=-1) @ F.normalize(items, dim=-1).T
 
-    def zero_shot(self, features: dict[str, np.ndarray]) -> "AlphaRec":
+    def zero_shot(self, features: dict[str, np.ndarray]) -> AlphaRec:
         """This trained model on another catalogue (same modalities and dims, row = the new item_idx), with no
         interactions there: items = MLP(language), users folded in from their histories (`recommend(h)`)."""
         n_items = {len(v) for v in features.values()}
@@ -110,6 +113,3 @@ class AlphaRec(MultimodalGraphRecommender):
         other.module.mlp.load_state_dict(self.module.mlp.state_dict())
         other.module.eval()
         return other
-
-    def extra_state(self) -> dict[str, Any]:
-        return super().extra_state()

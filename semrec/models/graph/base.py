@@ -10,7 +10,8 @@ Subclasses implement `build_module` (a `GraphModule`) and may override `loss`.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,7 +96,7 @@ class GraphRecommender(TorchRecommender):
         self._cache: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ graph from the training sequences
-    def fit(self, train: Sequences, valid: EvalSet | None = None) -> "GraphRecommender":
+    def fit(self, train: Sequences, valid: EvalSet | None = None) -> GraphRecommender:
         """Build the user-item graph from `train` (row i = user i), then run the shared training loop."""
         self.n_users = len(train)
         self._edges = interaction_edges(train, self.n_items)
@@ -104,7 +105,7 @@ class GraphRecommender(TorchRecommender):
         self.module, self._cache = None, None
         return super().fit(train, valid)
 
-    def build(self, device: str | torch.device = "cpu") -> "GraphRecommender":
+    def build(self, device: str | torch.device = "cpu") -> GraphRecommender:
         super().build(device)
         if self._edges is not None:
             self.module.edges.copy_(torch.from_numpy(self._edges))
@@ -121,7 +122,7 @@ class GraphRecommender(TorchRecommender):
         return {"n_users": self.n_users, "n_edges": self.n_edges}
 
     @classmethod
-    def from_extra(cls, n_items: int, config: Any, extra: dict[str, Any], device: str = "cpu") -> "GraphRecommender":
+    def from_extra(cls, n_items: int, config: Any, extra: dict[str, Any], device: str = "cpu") -> GraphRecommender:
         model = cls(n_items, config)
         model.n_users = int(extra["n_users"])
         model._edges = np.zeros((2, int(extra["n_edges"])), dtype=np.int64)  # shapes only; load_state_dict fills

@@ -28,7 +28,11 @@ from torch import nn
 from semrec.errors import ConfigError
 from semrec.models.base import register
 from semrec.models.graph.adjacency import propagate
-from semrec.models.graph.multimodal import FeatureModule, MultimodalGraphRecommender, mlp
+from semrec.models.graph.multimodal import (
+    FeatureModule,
+    MultimodalGraphRecommender,
+    mlp,
+)
 from semrec.training.config import TrainConfig
 
 
@@ -73,11 +77,13 @@ class PWC(nn.Module):
                                                nn.Linear(max(dim // 4, 1), 1)) for _ in range(n_branches))
         self.theta = nn.Parameter(nn.init.xavier_normal_(torch.empty(n_users, n_branches)))
         self.register_buffer("w", torch.tensor([w1, 1.0 - w1]))
+        self.register_buffer("epoch", torch.zeros((), dtype=torch.int64))  # saved, so a resumed run continues
         self.last: torch.Tensor | None = None
 
-    def copy_weights(self, epoch: int, base: float) -> None:
+    def copy_weights(self, base: float) -> None:
         """Start of an epoch: decay w1 by base^epoch (renormalised) and copy the last attention into theta."""
-        w1 = self.w[0] * base ** epoch
+        self.epoch += 1
+        w1 = self.w[0] * base ** int(self.epoch)
         self.w.copy_(torch.stack([w1, self.w[1]]) / (w1 + self.w[1]))
         if self.last is not None:
             self.theta.data.copy_(self.last)
@@ -139,12 +145,7 @@ class LIRDRec(MultimodalGraphRecommender):
         return LIRDRecModule(self.n_users, self.n_items, self.n_edges, self._dims, self.config)
 
     def start_epoch(self, rng: np.random.Generator) -> None:
-        self._epoch = getattr(self, "_epoch", 0) + 1
-        self.module.pwc.copy_weights(self._epoch, self.config.decay_base)
-
-    def fit(self, train, valid=None):  # type: ignore[override]
-        self._epoch = 0
-        return super().fit(train, valid)
+        self.module.pwc.copy_weights(self.config.decay_base)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         self._cache = None

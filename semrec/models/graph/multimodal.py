@@ -77,7 +77,7 @@ class MultimodalGraphRecommender(GraphRecommender):
         self._features: dict[str, np.ndarray] | None = None
         self._dims: dict[str, int] = {}
 
-    def with_features(self, features: dict[str, np.ndarray]) -> "MultimodalGraphRecommender":
+    def with_features(self, features: dict[str, np.ndarray]) -> MultimodalGraphRecommender:
         """Use these (n_items, dim) arrays (row = item_idx) instead of the files named in `config.features`."""
         for name, x in features.items():
             if not str(name).isidentifier():
@@ -88,7 +88,7 @@ class MultimodalGraphRecommender(GraphRecommender):
         self._dims = {k: int(v.shape[1]) for k, v in self._features.items()}
         return self
 
-    def fit(self, train: Sequences, valid: EvalSet | None = None) -> "MultimodalGraphRecommender":
+    def fit(self, train: Sequences, valid: EvalSet | None = None) -> MultimodalGraphRecommender:
         if self._features is None:
             from semrec.features.precomputed import load_item_features
 
@@ -99,7 +99,7 @@ class MultimodalGraphRecommender(GraphRecommender):
             self.with_features({k: load_item_features(p, self.n_items) for k, p in spec.items()})
         return super().fit(train, valid)
 
-    def build(self, device: str | torch.device = "cpu") -> "MultimodalGraphRecommender":
+    def build(self, device: str | torch.device = "cpu") -> MultimodalGraphRecommender:
         super().build(device)
         if self._features is not None:
             for name, x in self._features.items():
@@ -112,7 +112,7 @@ class MultimodalGraphRecommender(GraphRecommender):
 
     @classmethod
     def from_extra(cls, n_items: int, config: Any, extra: dict[str, Any], device: str = "cpu"
-                   ) -> "MultimodalGraphRecommender":
+                   ) -> MultimodalGraphRecommender:
         model = cls(n_items, config)
         model._dims = {k: int(v) for k, v in extra["modalities"].items()}
         model.n_users = int(extra["n_users"])

@@ -7,6 +7,7 @@ dropout 0.1, L2 1e-5, lr 1e-3, batch 2048, BPR).
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import torch
@@ -43,8 +44,8 @@ class NGCFModule(GraphModule):
         self.user_emb = nn.Embedding(n_users, cfg.dim)
         self.item_emb = nn.Embedding(n_items, cfg.dim)
         sizes = (cfg.dim, *cfg.hidden)
-        self.w1 = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.w2 = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.w1 = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
+        self.w2 = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
         self.drop = nn.Dropout(cfg.message_dropout)
         for m in (self.user_emb, self.item_emb, *self.w1, *self.w2):
             nn.init.xavier_uniform_(m.weight)
