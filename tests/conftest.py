@@ -1,7 +1,9 @@
-"""Shared fixtures: paths to ../shared/data (tests that need it skip cleanly when it is absent)."""
+"""Shared fixtures: paths to ../shared/data (tests that need it skip cleanly when it is absent, and fail instead
+under SEMREC_REQUIRE_DATA=1, as CI runs them, so a missing data folder can never pass CI silently)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,10 +11,16 @@ import pytest
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+def data_required() -> bool:
+    return os.environ.get("SEMREC_REQUIRE_DATA", "") not in ("", "0")
+
+
 def shared_path(*parts: str) -> Path:
-    """Path under ../shared/data, or skip the test when it is not there."""
+    """Path under ../shared/data, or skip the test when it is not there (fail under SEMREC_REQUIRE_DATA=1)."""
     p = SHARED_DATA.joinpath(*parts)
     if not p.exists():
+        if data_required():
+            pytest.fail(f"{p} not present, and SEMREC_REQUIRE_DATA=1 says the real-data tests must run")
         pytest.skip(f"{p} not present (../shared/data is only beside the project checkout and in CI)")
     return p
 
