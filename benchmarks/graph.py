@@ -129,9 +129,16 @@ def run_model(key: str, protocol: str, budget: float, rows_dir: Path) -> Path:
     timing = {"fit_s": round(fit_s, 1), "eval_s": test.settings["eval_s"]}
     if hist is not None:
         timing |= {"train_s": round(hist.train_s, 1), "epoch_s": round(hist.epoch_s, 3)}
-    return record("graph", dataset="scientific-mm", model=name, variant=key if key != name else None,
+    return record("graph", dataset="scientific-mm", model=name, variant=variant_label(protocol, key),
                   split="test", metrics=metrics, timing=timing, settings=settings, extra=extra,
-                  name=f"scientific-mm_{protocol}_{key}")
+                  selection=selection_of(hist, "ndcg@20"), name=f"scientific-mm_{protocol}_{key}")
+
+
+def variant_label(protocol: str, key: str) -> str:
+    """RESULTS.md has no protocol column: the variant names the protocol (and the grid key when not the model)."""
+    label = {"loo": "loo", "mmrec": "mmrec-8-1-1", "cold": "loo-cold10%"}[protocol]
+    name = GRIDS[key][0] if key in GRIDS else key
+    return label + (f" {key.removeprefix(name).strip('-')}" if key != name else "")
 
 
 def _plain(cfg: Any) -> Any:
@@ -150,6 +157,12 @@ def compare(protocol: str, rows_dir: Path) -> None:
     from semrec.evaluation.significance import compare as paired
 
     out = Path(__file__).resolve().parent / "results" / "graph"
+    for f in out.glob(f"scientific-mm_{protocol}_*.json"):  # label files written before variants named protocols
+        key = f.stem.split("_", 2)[2]
+        rec = json.loads(f.read_text())
+        if key in GRIDS and rec["variant"] != variant_label(protocol, key):
+            rec["variant"] = variant_label(protocol, key)
+            f.write_text(json.dumps(rec, indent=2, default=str) + "\n")
     for a, b in PAIRS:
         pa, pb = rows_dir / f"{protocol}_{a}", rows_dir / f"{protocol}_{b}"
         jb = out / f"scientific-mm_{protocol}_{b}.json"

@@ -86,7 +86,7 @@ def main() -> None:
                                              for r in rows]
         metrics = {k: round(v, 5) for k, v in res.metrics.items() if not k.startswith("coverage")}
         print(variant, metrics, flush=True)
-        record("graph", dataset="scientific-mm", model="tiger-hier", variant=variant, split="test",
+        record("graph", dataset="scientific-mm", model="tiger-hier", variant=f"loo {variant}", split="test",
                metrics=metrics, timing={"train_s": round(train_s, 1), "epoch_s": round(model.history.epoch_s, 2)},
                settings=settings, extra=extra, name=f"scientific-mm_loo_tiger-hier_{variant}")
     write_results_md()
