@@ -185,3 +185,67 @@ def test_cli_embed_index_search_similar_lookalike_ids(tmp_path):
                             "--out", str(tmp_path / "uids")]))
     codes = pl.read_parquet(tmp_path / "uids" / "user_codes.parquet")
     assert codes.height == 200 and codes["codes"].list.len().min() >= 2
+
+
+# ---------------------------------------------------------------------------------------------- user-text
+@pytest.fixture(scope="module")
+def user_text(tmp_path_factory):
+    torch.set_num_threads(1)
+    ds = synthetic_dataset(SyntheticConfig(n_users=300, n_items=120, seed=5))
+    folder = tmp_path_factory.mktemp("ut") / "syn"
+    ds.save(folder)
+    sp = leave_one_out(ds)
+    cache = str(folder.parent / "cache")
+    model = get_model_class("user-text")(sp.n_items, dataset=str(folder), instructions=True, cache_dir=cache,
+                                         epochs=4, progress=False, hidden=32, n_layers=1).fit(sp.train)
+    return model, ds, sp, folder
+
+
+def test_user_text_vectors_live_in_text_space_and_reproduce_scores(user_text, tmp_path):
+    model, ds, sp, _ = user_text
+    users, items = model.embed_users(sp.test.histories), model.item_embeddings()
+    assert users.shape == (len(sp.test), 384) and items.shape == (sp.n_items, 384)
+    np.testing.assert_allclose(np.linalg.norm(users, axis=1), 1.0, atol=1e-5)
+    with model.scoring():
+        np.testing.assert_allclose(users @ items.T, model.score(sp.test.histories).numpy(), atol=1e-5)
+    model.save(tmp_path / "m")
+    from semrec.models import Recommender
+
+    back = Recommender.load(tmp_path / "m")
+    np.testing.assert_array_equal(back.embed_users(sp.test.histories), users)
+    assert [t.name for t in back.tasks] == [t.name for t in model.tasks]
+
+
+def test_query_blending_moves_the_ranking_toward_the_query_topic(user_text):
+    model, ds, sp, _ = user_text
+    top = np.asarray(ds.items["categories"].list.first().str.split(" > ").list.get(0).to_list())
+    hist = sp.test.histories
+    for topic, query in (("Toys", "toys and puzzles for kids"), ("Kitchen", "kitchen baking and coffee")):
+        share = {}
+        for w in (0.0, 0.5, 1.0):
+            ids, scores = model.recommend(hist, k=10, query=query, query_weight=w)
+            share[w] = float((top[ids] == topic).mean())
+            assert (np.diff(scores, axis=1) <= 1e-6).all()
+        assert share[0.0] < share[0.5] <= share[1.0] and share[1.0] >= 0.8, (topic, share)
+    own, _ = model.recommend(hist, k=10)
+    assert (model.recommend(hist, k=10, query="anything", query_weight=0.0)[0] == own).all()
+    excl, _ = model.recommend(hist, k=10, exclude=hist, query="toys", query_weight=0.5)
+    assert not any(np.isin(excl[i], hist[i]).any() for i in range(len(hist)))
+
+
+def test_an_instruction_changes_the_embedding_and_answers_its_task(user_text):
+    model, ds, sp, _ = user_text
+    assert model.instruction_aware and {t.name for t in model.tasks} >= {"next-category", "top-category"}
+    hist = sp.test.histories
+    plain = model.embed_users(hist)
+    task = next(t for t in model.tasks if t.name == "top-category")
+    cond = model.embed_users(hist, instruction=task.instruction)
+    assert np.abs(cond - plain).max() > 1e-3
+    np.testing.assert_array_equal(model.embed_users(hist, instruction=task.instruction), cond)
+    probs = model.answer(hist, "top-category")
+    assert probs.shape == (len(hist), len(task.answers))
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    from semrec.users import user_vectors
+
+    with pytest.raises(Exception, match="does not take an instruction"):
+        user_vectors(get_model_class("sasrec")(sp.n_items), hist, instruction="x")

@@ -52,11 +52,17 @@ def _codes(values: pl.Series) -> tuple[np.ndarray, list[str]]:
 
 def category_of(items: pl.DataFrame, field: str = "categories", level: int = -1) -> pl.Series:
     """One category string per item: level `level` of its (first) category path (-1 = deepest)."""
-    col = items[field]
-    if isinstance(col.dtype, pl.List):
-        col = col.list.first() if isinstance(col.dtype.inner, pl.List) else col.list.join(" > ")
-    parts = col.cast(pl.Utf8).fill_null("").str.split(" > ")
+    parts = category_paths(items, field).str.split(" > ")
     return parts.list.get(level, null_on_oob=True) if level >= 0 else parts.list.last()
+
+
+def category_paths(items: pl.DataFrame, field: str = "categories") -> pl.Series:
+    """Each item's first category path as 'A > B > C' (S3-Rec lists of paths, or LC-Rec comma strings)."""
+    col = items[field]
+    while isinstance(col.dtype, pl.List):
+        col = col.list.first()
+    col = col.cast(pl.Utf8).fill_null("")
+    return pl.Series(field, [p if " > " in p else " > ".join(x.strip() for x in p.split(",")) for p in col.to_list()])
 
 
 def age_band(age: pl.Series) -> pl.Series:

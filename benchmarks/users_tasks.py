@@ -1,0 +1,266 @@
+"""User-vector task benchmarks (issue 9), written to benchmarks/results/users/:
+
+- `probe` (MovieLens-100K, users' gender / age band / occupation): a logistic-regression probe (standardised
+  inputs, C = 1, user-level 5-fold CV) on frozen user vectors, against the majority class and a
+  bag-of-items baseline (TF-IDF of the history + the same logistic regression), same 5 folds for every
+  attribute. Vectors: SASRec (ce), user-text
+  (no instructions), and the instruction-aware user-text given the matching instruction, trained per fold with
+  only the training fold's attributes (held-out users' attributes never reach training), beside that same
+  model's unconditioned vectors.
+- `lookalike` (MovieLens-100K): seed segments of 20 users sharing an occupation (10 random draws per occupation
+  with >= 40 users), expanded to 50 users by centroid cosine similarity; precision@50 = share of the expanded
+  users with that occupation, against random (the occupation's share among the non-seed users).
+- `query` (Beauty, Scientific; user-text): the held-out item's category path is the query. History only (w = 0),
+  query only (w = 1) and history + query (w chosen on validation) on test, R@10 / N@10 with paired t-tests.
+  The query is derived from the target's category, so this measures steering, not unaided prediction.
+
+    python benchmarks/users_tasks.py --task probe --threads 1
+    python benchmarks/users_tasks.py --task query --dataset beauty --threads 1 --budget 600
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import SHARED_DATA, record, write_results_md  # noqa: E402
+
+from semrec.data import Sequences, leave_one_out  # noqa: E402
+from semrec.evaluation.significance import paired_tests  # noqa: E402
+from semrec.models import get_model_class  # noqa: E402
+from semrec.models.user.instruct import age_band, category_paths, dataset_tasks  # noqa: E402
+from semrec.users import expand_segment  # noqa: E402
+
+BENCH = "users"
+ATTRS = {"gender": "gender", "age": "age", "occupation": "occupation"}
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def movielens():
+    from semrec.data.readers import read_recbole
+
+    ds = read_recbole(SHARED_DATA / "movielens-100k")
+    return ds, leave_one_out(ds)
+
+
+def labels_of(ds, attr: str) -> np.ndarray:
+    col = age_band(ds.users["age"]) if attr == "age" else ds.users[attr]
+    _, inv = np.unique(np.asarray(col.cast(str).to_list()), return_inverse=True)
+    return inv.astype(np.int64)
+
+
+def bag_of_items(hist: Sequences, n_items: int) -> Any:
+    from scipy.sparse import csr_matrix
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    counts = csr_matrix((np.ones(len(hist.items)), hist.items, hist.offsets), shape=(len(hist), n_items))
+    return TfidfTransformer().fit_transform(counts)
+
+
+def probe_scores(x: Any, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], fold_x: list | None = None
+                 ) -> dict[str, float]:
+    """Mean macro-F1 and (one-vs-rest macro) AUC of a logistic-regression probe over the CV folds.
+    `fold_x[f]` replaces `x` for fold f (vectors from a model trained on that fold)."""
+    from scipy.sparse import issparse
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score, roc_auc_score
+    from sklearn.preprocessing import StandardScaler
+
+    f1s, aucs = [], []
+    for f, (tr, te) in enumerate(folds):
+        xf = fold_x[f] if fold_x is not None else x
+        xtr, xte = xf[tr], xf[te]
+        if not issparse(xf):
+            scaler = StandardScaler().fit(xtr)
+            xtr, xte = scaler.transform(xtr), scaler.transform(xte)
+        clf = LogisticRegression(C=1.0, max_iter=3000).fit(xtr, y[tr])
+        proba = clf.predict_proba(xte)
+        f1s.append(f1_score(y[te], clf.classes_[proba.argmax(1)], average="macro"))
+        if len(clf.classes_) == 2:
+            aucs.append(roc_auc_score(y[te], proba[:, 1]))
+        else:  # classes absent from the test fold (or the training fold) have no AUC: skip them
+            present = np.isin(clf.classes_, np.unique(y[te]))
+            keep = np.isin(y[te], clf.classes_[present])
+            p = proba[keep][:, present]
+            aucs.append(roc_auc_score(y[te][keep], p / p.sum(1, keepdims=True), multi_class="ovr",
+                                      average="macro", labels=clf.classes_[present]))
+    return {"macro_f1": float(np.mean(f1s)), "auc": float(np.mean(aucs)), "macro_f1_folds": [round(v, 4) for v in f1s]}
+
+
+def train_model(name: str, split: Any, budget: float, **opts: Any) -> Any:
+    model = get_model_class(name)(split.n_items, max_train_seconds=budget, progress=False, **opts)
+    return model.fit(split.train, split.valid)
+
+
+def run_probe(args: argparse.Namespace) -> None:
+    from sklearn.metrics import f1_score
+    from sklearn.model_selection import KFold
+
+    ds, split = movielens()
+    hist = split.test.histories  # everything before each user's test item; row = user (all 943 users)
+    assert np.array_equal(split.test.users, np.arange(ds.n_users))
+    folds = list(KFold(5, shuffle=True, random_state=0).split(np.zeros(ds.n_users)))  # same folds for every attribute
+    with tempfile.TemporaryDirectory() as tmp:
+        ds.save(Path(tmp) / "ml")
+        t0 = time.perf_counter()
+        sasrec = train_model("sasrec", split, args.budget, loss="ce", dropout=0.3, max_len=50).embed_users(hist)
+        plain_vecs = train_model("user-text", split, args.budget, dataset=str(Path(tmp) / "ml")).embed_users(hist)
+        base_s = time.perf_counter() - t0
+        per_fold: dict[str, list] = {}
+        for f, (tr, _) in enumerate(folds):  # one instruction-aware model per fold, shared by the attributes
+            model = get_model_class("user-text")(split.n_items, dataset=str(Path(tmp) / "ml"),
+                                                 max_train_seconds=args.budget, progress=False,
+                                                 tasks=dataset_tasks(ds, users=tr))
+            model.fit(split.train, split.valid)
+            per_fold.setdefault("unconditioned", []).append(model.embed_users(hist))
+            for task in model.tasks:
+                if task.name in ATTRS:
+                    per_fold.setdefault(task.name, []).append(model.embed_users(hist, task.instruction))
+            print(f"fold {f} trained", flush=True)
+        for attr in ATTRS:
+            y = labels_of(ds, attr)
+            maj_f1 = float(np.mean([f1_score(y[te], np.full(len(te), np.bincount(y[tr]).argmax()), average="macro")
+                                    for tr, te in folds]))
+            rows = {"majority": {"macro_f1": maj_f1, "auc": 0.5},
+                    "bag-of-items": probe_scores(bag_of_items(hist, ds.n_items), y, folds),
+                    "sasrec": probe_scores(sasrec, y, folds),
+                    "user-text": probe_scores(plain_vecs, y, folds)}
+            rows["user-text-instruct/unconditioned"] = probe_scores(None, y, folds, per_fold["unconditioned"])
+            rows["user-text-instruct/instruction"] = probe_scores(None, y, folds, per_fold[attr])
+            for variant, m in rows.items():
+                extra = {"task": f"probe-{attr}", "loadavg": loadavg(), **{k: v for k, v in m.items()
+                                                                           if k.endswith("folds")}}
+                if variant not in ("majority", "bag-of-items"):
+                    extra |= {"beats_majority": bool(m["macro_f1"] > maj_f1 and m["auc"] > 0.5),
+                              "beats_bag_of_items": bool(m["macro_f1"] > rows["bag-of-items"]["macro_f1"]
+                                                         and m["auc"] > rows["bag-of-items"]["auc"]),
+                              "majority_macro_f1": round(maj_f1, 4),
+                              "bag_of_items_macro_f1": round(rows["bag-of-items"]["macro_f1"], 4),
+                              "bag_of_items_auc": round(rows["bag-of-items"]["auc"], 4)}
+                if variant == "user-text-instruct/instruction":
+                    un = rows["user-text-instruct/unconditioned"]
+                    extra["beats_unconditioned"] = bool(m["macro_f1"] > un["macro_f1"] and m["auc"] > un["auc"])
+                record(BENCH, dataset="ml-100k", model=variant.split("/")[0], variant=variant.split("/")[-1],
+                       split="cv5", metrics={"macro_f1": round(m["macro_f1"], 4), "auc": round(m["auc"], 4)},
+                       timing={"base_models_s": round(base_s, 1)},
+                       settings={"probe": "logistic regression, C=1, standardised, 5-fold user CV (KFold, shuffled, seed 0)",
+                                 "history": "all items before each user's test item", "budget_s": args.budget,
+                                 "labels": "age in ML-1M bands" if attr == "age" else attr},
+                       extra=extra, name=f"probe-{attr}_ml-100k_{variant.replace('/', '-')}")
+                print(attr, variant, {k: round(v, 4) for k, v in m.items() if isinstance(v, float)}, flush=True)
+
+
+def run_lookalike(args: argparse.Namespace) -> None:
+    ds, split = movielens()
+    hist = split.test.histories
+    with tempfile.TemporaryDirectory() as tmp:
+        ds.save(Path(tmp) / "ml")
+        vecs = {"sasrec": train_model("sasrec", split, args.budget, loss="ce", dropout=0.3).embed_users(hist),
+                "user-text": train_model("user-text", split, args.budget, dataset=str(Path(tmp) / "ml")
+                                         ).embed_users(hist)}
+    vecs["bag-of-items"] = bag_of_items(hist, ds.n_items).toarray().astype(np.float32)
+    occ = np.asarray(ds.users["occupation"].to_list())
+    names, counts = np.unique(occ, return_counts=True)
+    rng = np.random.default_rng(0)
+    draws = {n: [rng.choice(np.flatnonzero(occ == n), 20, replace=False) for _ in range(10)]
+             for n, c in zip(names, counts) if c >= 40}
+    for model, v in vecs.items():
+        per = {}
+        for n, seeds_list in draws.items():
+            prec = [float((occ[expand_segment(v, s, 50)[0]] == n).mean()) for s in seeds_list]
+            per[n] = {"precision@50": round(float(np.mean(prec)), 4),
+                      "random_precision@50": round(float(((occ == n).sum() - 20) / (len(occ) - 20)), 4)}
+        p, r = np.mean([x["precision@50"] for x in per.values()]), np.mean([x["random_precision@50"] for x in per.values()])
+        record(BENCH, dataset="ml-100k", model=model, variant="centroid", split=None,
+               metrics={"precision@50": round(float(p), 4)},
+               settings={"seed_size": 20, "k": 50, "draws_per_occupation": 10, "min_occupation_users": 40,
+                         "expansion": "cosine to the seed centroid", "budget_s": args.budget},
+               extra={"task": "lookalike", "precision@50": round(float(p), 4), "random_precision@50": round(float(r), 4),
+                      "lift": round(float(p / r), 2), "per_occupation": per, "loadavg": loadavg()},
+               name=f"lookalike_ml-100k_{model}")
+        print(model, round(float(p), 4), "random", round(float(r), 4), flush=True)
+
+
+def run_query(args: argparse.Namespace) -> None:
+    from reproduce import DATASETS
+
+    from semrec.data.readers import read_lcrec, read_s3rec
+
+    folder, fname = DATASETS[args.dataset]
+    path = SHARED_DATA / folder / fname
+    if args.dataset == "scientific":
+        ds = read_lcrec(path)
+    else:
+        ds = read_s3rec(path, name=args.dataset, item_text=SHARED_DATA / folder / "text" / f"{fname[:-4]}.item.json")
+    split = leave_one_out(ds)
+    paths = np.asarray(category_paths(ds.items).to_list(), dtype=object)
+    with tempfile.TemporaryDirectory() as tmp:
+        ds.save(Path(tmp) / "ds")
+        t0 = time.perf_counter()
+        model = train_model("user-text", split, args.budget, dataset=str(Path(tmp) / "ds"), eval_every=2)
+        fit_s = time.perf_counter() - t0
+
+    def per_user(es: Any, w: float) -> tuple[np.ndarray, np.ndarray]:
+        queries = list(paths[es.targets.items])
+        top, _ = model.recommend(es.histories, k=10, query=queries, query_weight=w)
+        hit = top == es.targets.items[:, None]
+        rank = np.where(hit.any(1), hit.argmax(1), -1)
+        return hit.any(1).astype(float), np.where(rank >= 0, 1 / np.log2(rank + 2), 0.0)
+
+    grid = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0]
+    valid = {w: per_user(split.valid, w)[1].mean() for w in grid}
+    best = max((w for w in grid if 0 < w < 1), key=lambda w: valid[w])
+    test = {name: per_user(split.test, w) for name, w in (("history", 0.0), ("query", 1.0), ("history+query", best))}
+    blend = test["history+query"]
+    for name, (rec, ndcg) in test.items():
+        extra: dict[str, Any] = {"task": "query", "query_weight": 0.0 if name == "history" else 1.0 if name == "query" else best,
+                                 "valid_ndcg@10_by_weight": {str(k): round(float(v), 4) for k, v in valid.items()},
+                                 "query_source": "the held-out (target) item's category path: measures steering "
+                                                 "toward a stated intent, not unaided prediction",
+                                 "loadavg": loadavg()}
+        if name == "history+query":
+            for other, key in (("history", "p_value_vs_history"), ("query", "p_value_vs_query_only")):
+                extra[key] = {"recall@10": paired_tests(test[other][0], rec)["p_ttest"],
+                              "ndcg@10": paired_tests(test[other][1], ndcg)["p_ttest"]}
+            extra["beats_both"] = bool(all(rec.mean() > test[o][0].mean() and ndcg.mean() > test[o][1].mean()
+                                           for o in ("history", "query"))
+                                       and max(max(extra[k].values()) for k in ("p_value_vs_history",
+                                                                                 "p_value_vs_query_only")) < 0.05)
+        record(BENCH, dataset=args.dataset, model="user-text", variant=name, split="test",
+               metrics={"recall@10": round(float(rec.mean()), 4), "ndcg@10": round(float(ndcg.mean()), 4)},
+               timing={"fit_s": round(fit_s, 1)},
+               settings={"budget_s": args.budget, "exclude_history": False, "full_ranking": True,
+                         "weight_grid": grid, "weight_chosen_on": "validation ndcg@10 (query = validation target's path)"},
+               extra=extra, name=f"query_{args.dataset}_user-text_{name.replace('+', '-')}")
+        print(args.dataset, name, round(float(rec.mean()), 4), round(float(ndcg.mean()), 4), flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--task", choices=("probe", "lookalike", "query"), required=True)
+    p.add_argument("--dataset", choices=("beauty", "scientific"), default="beauty")
+    p.add_argument("--budget", type=float, default=120.0, help="training seconds per model")
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    {"probe": run_probe, "lookalike": run_lookalike, "query": run_query}[args.task](args)
+    write_results_md()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
