@@ -65,3 +65,15 @@ def test_movielens_csv_layout(tmp_path):
 def test_movielens_empty_folder_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="no MovieLens files here"):
         read_movielens(tmp_path)
+
+
+def test_utf8_file_with_one_bad_byte_is_not_read_as_latin1(tmp_path):
+    """A UTF-8 ratings file with a stray byte keeps its UTF-8 ids (the bad line is named or skipped); a real
+    latin-1 file (no UTF-8 sequences) is still read as latin-1."""
+    (tmp_path / "ratings.dat").write_bytes("é::1::5::1\n".encode() + b"\xff::2::5::2\n")
+    with pytest.raises(DataError, match=r"ratings.dat, line 2: not valid utf-8"):
+        read_movielens(tmp_path)
+    ds = read_movielens(tmp_path, on_bad_rows="skip")
+    assert ds.users["user_id"].to_list() == ["é"] and ds.meta["bad_rows"] == 1
+    (tmp_path / "ratings.dat").write_bytes("é::1::5::1\n".encode("latin-1"))
+    assert read_movielens(tmp_path).users["user_id"].to_list() == ["é"]

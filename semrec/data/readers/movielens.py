@@ -7,19 +7,21 @@
 - 20M / 25M / 32M / latest: `ratings.csv`, `movies.csv` (quoted titles), `links.csv` (IMDb / TMDb ids).
 
 Items get `title` (year removed), `year` and `genres` (list); users keep their demographics. Files are read as
-UTF-8 when valid, else latin-1 (the encoding of the 100K and 1M releases).
+UTF-8 when valid, else latin-1 (the encoding of the 100K and 1M releases); a UTF-8 file with a few bad bytes stays UTF-8
+(its bad lines are named, or skipped with on_bad_rows="skip").
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from semrec.data.dataset import Dataset
-from semrec.data.readers.common import (build_dataset, cast_checked, check_policy, empty_interactions, read_lines,
-                                        reader_meta, split_fields)
+from semrec.data.readers.common import (build_dataset, cast_checked, check_policy, empty_interactions, read_bytes,
+                                        read_lines, reader_meta, split_fields)
 from semrec.data.readers.table import TableSource, read_interactions, read_item_table
 from semrec.errors import DataError
 
@@ -27,6 +29,7 @@ GENRES_100K = ["unknown", "Action", "Adventure", "Animation", "Children's", "Com
                "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
                "War", "Western"]
 TEXT_FIELDS = ["title", "year", "genres"]
+UTF8_PAIR = re.compile(rb"[\xc2-\xf4][\x80-\xbf]")  # a UTF-8 multi-byte start + continuation (rare in latin-1)
 
 
 def _delimited(path: Path, separator: str, names: list[str], on_bad_rows: str,
@@ -37,7 +40,10 @@ def _delimited(path: Path, separator: str, names: list[str], on_bad_rows: str,
     except DataError as e:
         if "not valid utf-8" not in str(e):
             raise
-        lines, n_bad = read_lines(path, on_bad_rows=on_bad_rows, encoding="latin-1")
+        # latin-1 only for a file that is not UTF-8 at all; a UTF-8 file with a few bad bytes keeps UTF-8 (its bad
+        # lines are named or skipped) instead of having every accent turned into mojibake
+        encoding = "utf-8" if UTF8_PAIR.search(read_bytes(path)) else "latin-1"
+        lines, n_bad = read_lines(path, on_bad_rows=on_bad_rows, encoding=encoding)
     df, n = split_fields(lines, separator, names, path, on_bad_rows)
     df, m = cast_checked(df, numeric or {}, path, on_bad_rows, required=names[:1])
     return df.drop("lineno"), n_bad + n + m
