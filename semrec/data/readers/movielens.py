@@ -7,8 +7,8 @@
 - 20M / 25M / 32M / latest: `ratings.csv`, `movies.csv` (quoted titles), `links.csv` (IMDb / TMDb ids).
 
 Items get `title` (year removed), `year` and `genres` (list); users keep their demographics. Files are read as
-UTF-8 when valid, else latin-1 (the encoding of the 100K and 1M releases); a UTF-8 file with a few bad bytes stays UTF-8
-(its bad lines are named, or skipped with on_bad_rows="skip").
+UTF-8 when valid, else latin-1 (the encoding of the 100K and 1M releases); a UTF-8 file with a few bad bytes
+stays UTF-8 (its bad lines are named, or skipped with on_bad_rows="skip").
 """
 
 from __future__ import annotations
