@@ -18,7 +18,8 @@ IDS = ["a", "b", "c", "d"]
 
 def test_shuffled_parquet_gives_the_sorted_matrix(tmp_path):
     order = [3, 1, 0, 2]
-    pl.DataFrame({"item_id": [IDS[i] for i in order], "vector": V[order].tolist()}).write_parquet(tmp_path / "s.parquet")
+    shuffled = pl.DataFrame({"item_id": [IDS[i] for i in order], "vector": V[order].tolist()})
+    shuffled.write_parquet(tmp_path / "s.parquet")
     pl.DataFrame({"item_id": IDS, "vector": V.tolist()}).write_parquet(tmp_path / "o.parquet")
     assert np.array_equal(load_vectors(tmp_path / "s.parquet", IDS), load_vectors(tmp_path / "o.parquet", IDS))
     assert np.array_equal(load_vectors(tmp_path / "s.parquet", IDS), V)

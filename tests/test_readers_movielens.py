@@ -20,7 +20,7 @@ def test_movielens_100k_native(tmp_path):
     assert ds.meta["options"]["variant"] == "100k"
     assert ds.items["title"].to_list() == ["Kolya", "L.A. Confidential", "Café Society"]
     assert ds.items["year"].to_list() == ["1996", "1997", "1995"]
-    assert ds.items["genres"].to_list() == [["Animation", "Children's", "Comedy"], ["Action"], None]  # no genre: missing
+    assert ds.items["genres"].to_list() == [["Animation", "Children's", "Comedy"], ["Action"], None]  # none: missing
     assert ds.users["user_id"].to_list() == ["186", "196"] and ds.users["occupation"].to_list()[1] == "writer"
     assert ds.sequences().to_lists() == [[1], [1, 0]]
     assert ds.text_fields == ["title", "year", "genres"]

@@ -222,8 +222,8 @@ def read_item_table(path: str | Path, key: str, columns: Sequence[str] | None = 
                         fix=f"fix -o {kind}_columns=[...]")
     new_key = f"{kind}_id"
     try:
-        df = src.scan(text=not src.parquet, columns=[key, *attrs]).select(pl.col(key).cast(pl.Utf8).str.strip_chars().alias(new_key),
-                                                   *attrs).collect()
+        df = (src.scan(text=not src.parquet, columns=[key, *attrs])
+              .select(pl.col(key).cast(pl.Utf8).str.strip_chars().alias(new_key), *attrs).collect())
     except POLARS_ERRORS as e:
         raise DataError(f"cannot read the {kind} table: {str(e).splitlines()[0]}", path=src.path,
                         fix="check the separator, quoting and encoding (one record per line)") from None
