@@ -7,6 +7,7 @@ explorer page at `/`. Every bad request gets a 4xx with the reason; no request c
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import os
@@ -15,6 +16,7 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
+from fastapi.exceptions import RequestValidationError
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query as Q, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
@@ -73,11 +75,17 @@ def _explorer_html() -> str:
 def create_app(engine: Engine, api_key: str | None = None, max_batch: int = 64,
                max_body: int = S.MAX_BODY_BYTES) -> FastAPI:
     """The FastAPI app serving `engine`. With `api_key`, POST/DELETE /items need header `X-API-Key`."""
-    app = FastAPI(title="semrec", version="1", description=(
-        "Recommendations for item histories, live catalogue updates and item lookups for one trained semrec run. "
-        "Item ids are the dataset's external ids."))
     metrics = Metrics()
     batcher = MicroBatcher(engine.recommend, max_batch=max_batch)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ANN202
+        yield
+        batcher.close()
+
+    app = FastAPI(title="semrec", version="1", lifespan=lifespan, description=(
+        "Recommendations for item histories, live catalogue updates and item lookups for one trained semrec run. "
+        "Item ids are the dataset's external ids."))
     cat = engine.catalogue
     model_name = engine.model.name
     app.state.engine, app.state.batcher, app.state.metrics = engine, batcher, metrics
@@ -95,13 +103,16 @@ def create_app(engine: Engine, api_key: str | None = None, max_batch: int = 64,
 
     app.add_middleware(BodyLimit, limit=max_body)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # location, message and type only: echoing the input back could itself fail (e.g. 1e400 is inf, not JSON)
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))[:300],
+                   "type": str(e.get("type", ""))} for e in exc.errors()[:20]]
+        return JSONResponse({"detail": errors}, status_code=422)
+
     @app.exception_handler(SemrecError)
     async def semrec_error(request: Request, exc: SemrecError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
-
-    @app.on_event("shutdown")
-    def _stop() -> None:
-        batcher.close()
 
     def need_key(x_api_key: str | None = Header(None, description="Required for writes when the server has a key.")
                  ) -> None:

@@ -144,6 +144,8 @@ class Catalogue:
         (any of them), `field: {"min": a, "max": b}` (numeric range). Unknown fields raise ConfigError."""
         import json
 
+        if not constraints:
+            return np.ones(len(self), bool)
         key = json.dumps(constraints, sort_keys=True, default=str)
         if key in self._mask_cache:
             return self._mask_cache[key]
