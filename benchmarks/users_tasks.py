@@ -123,8 +123,8 @@ def run_probe(args: argparse.Namespace) -> None:
         per_fold: dict[str, list] = {}
         for f, (tr, _) in enumerate(folds):  # one instruction-aware model per fold, shared by the attributes
             model = get_model_class("user-text")(split.n_items, dataset=str(Path(tmp) / "ml"),
-                                                 max_train_seconds=args.budget, progress=False,
-                                                 tasks=dataset_tasks(ds, users=tr))
+                                                 max_train_seconds=args.budget, progress=False, batch_size=64,
+                                                 tasks_per_batch=4, tasks=dataset_tasks(ds, users=tr))
             model.fit(split.train, split.valid)
             per_fold.setdefault("unconditioned", []).append(model.embed_users(hist))
             for task in model.tasks:
@@ -159,6 +159,8 @@ def run_probe(args: argparse.Namespace) -> None:
                        timing={"base_models_s": round(base_s, 1)},
                        settings={"probe": "logistic regression, C=1, standardised, 5-fold user CV (KFold, shuffled, seed 0)",
                                  "history": "all items before each user's test item", "budget_s": args.budget,
+                                 "instruct_model": "user-text, batch 64, all 4 tasks per batch (top-genre, gender, "
+                                                   "age, occupation; attributes of the training fold only)",
                                  "labels": "age in ML-1M bands" if attr == "age" else attr},
                        extra=extra, name=f"probe-{attr}_ml-100k_{variant.replace('/', '-')}")
                 print(attr, variant, {k: round(v, 4) for k, v in m.items() if isinstance(v, float)}, flush=True)

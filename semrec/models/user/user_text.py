@@ -50,12 +50,15 @@ class UserTextConfig:
     temperature: float = 0.05
     query_weight: float = 0.5  # blend of query and user vector in recommend(query=...)
     instructions: bool = False
+    tasks_per_batch: int = 1  # instruction tasks trained on each batch (drawn at random; more = slower, steadier)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=100, batch_size=256, lr=1e-3,
                                                                    patience=5))
 
     def __post_init__(self) -> None:
         if min(self.hidden, self.n_layers, self.n_heads, self.max_len) < 1 or self.temperature <= 0:
             raise ConfigError("user-text: hidden, n_layers, n_heads, max_len must be >= 1 and temperature > 0")
+        if self.tasks_per_batch < 1:
+            raise ConfigError(f"user-text: tasks_per_batch must be >= 1, got {self.tasks_per_batch}")
         if not 0.0 <= self.query_weight <= 1.0:
             raise ConfigError(f"user-text: query_weight must be in [0, 1], got {self.query_weight}")
 
@@ -206,10 +209,10 @@ class UserText(TorchRecommender):
             inputs, targets = next_item_pairs(part, self.config.max_len)
             batch = {"inputs": torch.from_numpy(inputs), "targets": torch.from_numpy(targets)}
             if self.tasks:
-                t = int(rng.integers(len(self.tasks)))
+                chosen = rng.choice(len(self.tasks), min(self.config.tasks_per_batch, len(self.tasks)), replace=False)
                 hist = [row[row != PAD] - 1 for row in inputs]
-                labels = task_targets(self.tasks[t], users[rows], hist, targets[:, -1] - 1)
-                batch |= {"task": torch.tensor(t), "task_labels": torch.from_numpy(labels)}
+                labels = [task_targets(self.tasks[t], users[rows], hist, targets[:, -1] - 1) for t in chosen]
+                batch |= {"tasks": torch.from_numpy(chosen), "task_labels": torch.from_numpy(np.stack(labels))}
             yield batch
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -217,13 +220,12 @@ class UserText(TorchRecommender):
         users = net(batch["inputs"])
         valid = batch["targets"] != PAD
         loss = F.cross_entropy(users[valid] @ net.text.T / tau, batch["targets"][valid] - 1)
-        if "task" in batch:
-            t, labels = int(batch["task"]), batch["task_labels"]
+        for t, labels in zip(batch.get("tasks", []), batch.get("task_labels", [])):
             known = labels >= 0
             if known.any():
-                instr = getattr(net, f"instruction_{t}").expand(int(known.sum()), -1)
+                instr = getattr(net, f"instruction_{int(t)}").expand(int(known.sum()), -1)
                 u = net(batch["inputs"][known], instr)[:, -1]
-                loss = loss + F.cross_entropy(u @ getattr(net, f"answers_{t}").T / tau, labels[known])
+                loss = loss + F.cross_entropy(u @ getattr(net, f"answers_{int(t)}").T / tau, labels[known])
         return loss
 
     # ------------------------------------------------------------------ vectors and scores
