@@ -165,3 +165,11 @@ def test_gzip_helper_does_not_hide_valid_multimember_files(tmp_path):
     path = tmp_path / "seq.txt"
     path.write_bytes(gzip.compress(first.read_bytes()) + gzip.compress(second.read_bytes()))
     assert read_format("s3rec", path).counts()["interactions"] == len(ROWS)
+
+
+@pytest.mark.parametrize("fmt", ["s3rec", "amazon", "table", "lcrec"])
+def test_gzip_inside_gzip_is_named(tmp_path, fmt):
+    path = write_format(fmt, tmp_path, ROWS, gz=True)
+    path.write_bytes(gzip.compress(path.read_bytes()))
+    with pytest.raises(DataError, match=r"this is gzip inside gzip \(compressed twice\)"):
+        read_format(fmt, path)

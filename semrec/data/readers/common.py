@@ -39,6 +39,7 @@ BINARY_MAGIC = (
     (b"\xfd7zXZ\x00", "an xz file", "decompress it (unxz) or re-compress it with gzip"),
     (b"\x28\xb5\x2f\xfd", "a zstd file", "decompress it (unzstd) or re-compress it with gzip"),
     (b"7z\xbc\xaf\x27\x1c", "a 7-zip archive", "extract it and point at the file inside"),
+    (GZIP_MAGIC, "gzip inside gzip (compressed twice)", "decompress it once (gunzip) and read the result"),
     (b"\xff\xfe", "UTF-16 text", "re-encode it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)"),
     (b"\xfe\xff", "UTF-16 text", "re-encode it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)"),
 )
