@@ -27,7 +27,7 @@ def _register() -> None:
 
     app.add_typer(data.app, name="data")
     quickstart.register(app)
-    for name in ("train", "ids", "recommend", "serve"):
+    for name in ("train", "ids", "recommend", "serve", "users"):
         __import__(f"semrec.cli.{name}", fromlist=["register"]).register(app)
 
 
