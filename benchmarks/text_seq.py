@@ -121,13 +121,13 @@ def epoch_ratio(split, vectors: np.ndarray, overrides: dict[str, Any], rounds: i
 
     times: dict[str, list[float]] = {"text-seq": [], "sasrec-ce": []}
     for _ in range(rounds):
-        for name in times:
+        for name, spent in times.items():
             model = (get_model_class("text-seq")(split.n_items, vectors=vectors, **overrides)
                      if name == "text-seq" else get_model_class("sasrec")(split.n_items, **SASREC_CE))
             model.config = dataclasses.replace(model.config, train=dataclasses.replace(
                 model.config.train, epochs=1, progress=False))
             model.fit(split.train, None)
-            times[name].append(model.history.records[0]["epoch_s"])
+            spent.append(model.history.records[0]["epoch_s"])
     med = {k: float(np.median(v)) for k, v in times.items()}
     return {"epoch_s": {k: [round(x, 2) for x in v] for k, v in times.items()},
             "epoch_s_ratio_vs_sasrec": round(med["text-seq"] / med["sasrec-ce"], 3)}
@@ -144,43 +144,116 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def subsample_users(train, fraction: float, seed: int = 0):
+    """Training sequences of a random `fraction` of users (the others become empty: they still get evaluated)."""
+    from semrec.data import Sequences
+
+    if fraction >= 1:
+        return train
+    keep = np.random.default_rng(seed).random(len(train)) < fraction
+    return Sequences.from_lengths(np.where(keep, train.lengths, 0), train.items[np.repeat(keep, train.lengths)])
+
+
+def finish(dataset: str, name: str, threads: int | None, wait_s: float = 3 * 3600) -> Path:
+    """Paired tests of a saved run (runs/text_seq/<dataset>/<name>/) against the baselines, then record its JSON.
+
+    Baselines trained by another process (`--baselines-only`, which holds a .lock) are waited for, not retrained."""
+    from semrec.data import leave_one_out
+    from semrec.evaluation import EvalResult
+
+    out_dir = run_dir(dataset, name)
+    summary = json.loads((out_dir / "summary.json").read_text())
+    test = EvalResult.load(out_dir / "test")
+    extra = summary["extra"]
+    split = None
+    for base_name in ("sasrec-ce", "itemknn"):
+        lock = run_dir(dataset, base_name).with_suffix(".lock")
+        t0 = time.time()
+        while lock.exists() and time.time() - t0 < wait_s:
+            time.sleep(20)
+        if split is None and not (run_dir(dataset, base_name) / "test" / "result.json").exists():
+            split = leave_one_out(load_dataset(dataset))
+        tests = paired(baseline(dataset, split, base_name, threads), test)
+        key = "p_value_vs_sasrec_ce" if base_name == "sasrec-ce" else "p_value_vs_itemknn"
+        extra[key] = {m: tests[m]["p_ttest"] for m in tests}
+        extra[f"paired_vs_{base_name}"] = tests
+    if dataset == "scientific-unisrec":
+        extra["published"] = PUBLISHED
+        extra["beats_vq_rec"] = bool(test.metrics["recall@10"] > .1211 and test.metrics["ndcg@10"] > .0643)
+    out = record("text_seq", **{k: summary[k] for k in ("dataset", "model", "variant", "split", "metrics", "timing",
+                                                        "settings")}, extra=extra, name=summary["name"])
+    command = summary.get("command")
+    if command:  # the command that trained it, not the one that finished it
+        rec = json.loads(out.read_text())
+        rec["command"] = command
+        out.write_text(json.dumps(rec, indent=2, default=str) + "\n")
+    write_results_md()
+    return out
+
+
 def main() -> None:
+    from benchmarks.common import command_line
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="scientific-unisrec")
     ap.add_argument("--variant", default="text+id", help="item_repr: text | id | text+id")
     ap.add_argument("--minutes", type=float, default=20.0, help="training time budget (train.max_train_seconds)")
     ap.add_argument("--set", nargs="*", default=[], help="text-seq options key=value")
     ap.add_argument("--tag", default=None, help="tuning run: validation only, written to text_seq_tuning/")
+    ap.add_argument("--name", default=None, help="result name suffix (transfer runs: e.g. ft-init-10pct)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--epoch-ratio", action="store_true", help="also time one epoch vs SASRec ce in this run")
     ap.add_argument("--baselines-only", action="store_true")
+    ap.add_argument("--finish", action="store_true", help="only the paired tests + JSON of a saved run")
+    ap.add_argument("--init", default=None, help="start from a pretrained text-seq model folder (transfer)")
+    ap.add_argument("--train-fraction", type=float, default=1.0, help="share of training users kept (transfer)")
+    ap.add_argument("--zero-shot", action="store_true", help="no training on this dataset (needs --init)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from semrec.data import leave_one_out
     from semrec.evaluation import evaluate
     from semrec.models import get_model_class
 
+    label = args.variant + (f"-{args.name}" if args.name else "")
+    if args.finish:
+        print(f"wrote {finish(args.dataset, f'text-seq-{label}', args.threads)}")
+        return
     t_start = time.perf_counter()
     load0 = [round(x, 2) for x in os.getloadavg()]
     ds = load_dataset(args.dataset)
     split = leave_one_out(ds)
     if args.baselines_only:
         for name in ("itemknn", "sasrec-ce"):
-            res = baseline(args.dataset, split, name, args.threads)
+            lock = run_dir(args.dataset, name).with_suffix(".lock")
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            lock.write_text(str(os.getpid()))
+            try:
+                res = baseline(args.dataset, split, name, args.threads)
+            finally:
+                lock.unlink(missing_ok=True)
             print(name, {k: round(v, 4) for k, v in res.metrics.items() if k in ("recall@10", "ndcg@10")})
         return
     vectors, vec_info = item_vectors(ds)
     overrides = {"item_repr": args.variant, **parse_sets(args.set)}
+    out_dir = run_dir(args.dataset, f"text-seq-{label}")
     train_opts = {"max_train_seconds": args.minutes * 60, "progress": False, "num_threads": args.threads,
-                  "lr_schedule": "cosine", "log_path": str(run_dir(args.dataset, f"text-seq-{args.variant}") /
-                                                        f"{args.tag or 'test'}.log.jsonl")}
+                  "lr_schedule": "cosine", "log_path": str(out_dir / f"{args.tag or 'test'}.log.jsonl")}
     model = get_model_class("text-seq")(ds.n_items, vectors=vectors, **overrides)
     model.config = dataclasses.replace(model.config, train=dataclasses.replace(
         model.config.train, **{k: v for k, v in train_opts.items() if f"train.{k}" not in overrides}))
     Path(train_opts["log_path"]).parent.mkdir(parents=True, exist_ok=True)
     Path(train_opts["log_path"]).unlink(missing_ok=True)
+    carried = model.init_from(args.init) if args.init else []
+    train = subsample_users(split.train, args.train_fraction)
     t0 = time.perf_counter()
-    model.fit(split.train, split.valid)
+    if args.zero_shot:
+        if not args.init:
+            raise SystemExit("--zero-shot needs --init (a pretrained model)")
+        model._seen = np.zeros(ds.n_items, dtype=bool)  # no item of this catalogue was trained: text only
+        model.module.seen.zero_()
+        model.module.eval()
+    else:
+        model.fit(train, split.valid)
     fit_s = time.perf_counter() - t0
     hist = model.history
     valid = evaluate(model, split.valid, ks=KS, exclude_history=False, train=split.train)
@@ -189,43 +262,41 @@ def main() -> None:
                 model.config.max_len, "split": "given split (== leave_one_out)" if args.dataset.endswith("unisrec")
                 else "leave-one-out", "n_users": ds.n_users, "n_items": ds.n_items,
                 "n_interactions": ds.n_interactions, "model_config": dataclasses.asdict(model.config),
-                "overrides": overrides, "vectors": vec_info, "epochs_run": hist.epochs, "best_epoch": hist.best_epoch,
-                "stop_reason": hist.stop_reason, "selection": "best valid ndcg@10 epoch"}
+                "overrides": overrides, "vectors": vec_info, "selection": "best valid ndcg@10 epoch",
+                "epochs_run": hist.epochs if hist else 0, "best_epoch": hist.best_epoch if hist else None,
+                "stop_reason": hist.stop_reason if hist else None}
     extra: dict[str, Any] = {"loadavg": load0, "valid_ndcg@10": round(valid.metrics["ndcg@10"], 5),
                              "valid_recall@10": round(valid.metrics["recall@10"], 5),
-                             "curves": {"valid_ndcg@10": [r.get("valid", {}).get("ndcg@10") for r in hist.records]}}
-    timing = {"train_s": round(hist.train_s, 1), "fit_s": round(fit_s, 1), "epoch_s": round(hist.epoch_s, 2)}
-    variant = args.variant + (f"-{args.tag}" if args.tag else "")
+                             "curves": {"valid_ndcg@10": [r.get("valid", {}).get("ndcg@10")
+                                                          for r in (hist.records if hist else [])]}}
+    if args.init or args.train_fraction < 1 or args.zero_shot:
+        extra |= {"init": args.init, "init_carried": len(carried), "train_fraction": args.train_fraction,
+                  "zero_shot": args.zero_shot, "train_users": int((train.lengths >= 2).sum())}
+    timing = {"train_s": round(hist.train_s, 1) if hist else 0.0, "fit_s": round(fit_s, 1),
+              "epoch_s": round(hist.epoch_s, 2) if hist else None}
     if args.tag:
+        variant = f"{label}-{args.tag}"
         out = record("text_seq_tuning", dataset=args.dataset, model="text-seq", variant=variant, split="valid",
                      metrics={k: round(valid.metrics[k], 5) for k in keys}, timing=timing, settings=settings,
                      extra=extra, name=f"{args.dataset}_text-seq_{variant}_valid")
         print({k: round(valid.metrics[k], 4) for k in keys})
-    else:
-        test = evaluate(model, split.test, ks=KS, exclude_history=False, train=split.train)
-        out_dir = run_dir(args.dataset, f"text-seq-{args.variant}")
-        test.save(out_dir / "test")
-        model.save(out_dir / "model")
-        extra["ci95"] = {k: [round(x, 5) for x in test.confidence_interval(k)] for k in ("recall@10", "ndcg@10")}
-        for name in ("sasrec-ce", "itemknn"):
-            base = baseline(args.dataset, split, name, args.threads)
-            tests = paired(base, test)
-            key = "p_value_vs_sasrec_ce" if name == "sasrec-ce" else "p_value_vs_itemknn"
-            extra[key] = {m: tests[m]["p_ttest"] for m in tests}
-            extra[f"paired_vs_{name}"] = tests
-        if args.dataset == "scientific-unisrec":
-            extra["published"] = PUBLISHED
-            extra["beats_vq_rec"] = bool(test.metrics["recall@10"] > .1211 and test.metrics["ndcg@10"] > .0643)
-        if args.epoch_ratio:
-            extra |= epoch_ratio(split, vectors, overrides)
-        timing["eval_s"] = round(test.settings["eval_s"], 2)
-        timing["wall_s"] = round(time.perf_counter() - t_start, 1)
-        out = record("text_seq", dataset=args.dataset, model="text-seq", variant=args.variant, split="test",
-                     metrics={k: round(test.metrics[k], 5) for k in keys}, timing=timing, settings=settings,
-                     extra=extra, name=f"{args.dataset}_text-seq_{args.variant}_test")
-        print({k: round(test.metrics[k], 4) for k in keys})
-    write_results_md()
-    print(f"wrote {out}")
+        write_results_md()
+        print(f"wrote {out}")
+        return
+    test = evaluate(model, split.test, ks=KS, exclude_history=False, train=split.train)
+    test.save(out_dir / "test")
+    model.save(out_dir / "model")
+    extra["ci95"] = {k: [round(x, 5) for x in test.confidence_interval(k)] for k in ("recall@10", "ndcg@10")}
+    if args.epoch_ratio:
+        extra |= epoch_ratio(split, vectors, overrides)
+    timing["eval_s"] = round(test.settings["eval_s"], 2)
+    timing["wall_s"] = round(time.perf_counter() - t_start, 1)
+    summary = {"dataset": args.dataset, "model": "text-seq", "variant": label, "split": "test",
+               "metrics": {k: round(test.metrics[k], 5) for k in keys}, "timing": timing, "settings": settings,
+               "extra": extra, "name": f"{args.dataset}_text-seq_{label}_test", "command": command_line()}
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print({k: round(test.metrics[k], 4) for k in keys})
+    print(f"wrote {finish(args.dataset, f'text-seq-{label}', args.threads)}")
 
 
 if __name__ == "__main__":
