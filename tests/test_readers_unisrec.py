@@ -95,3 +95,10 @@ def test_games_counts_and_given_split():
     assert (ds.n_users, ds.n_items, ds.n_interactions) == (50546, 16859, 440264)
     assert ds.text_fields == ["title"] and ds.items["title"][0] == "Fire Emblem: The Sacred Stones"
     _check_given_split(ds, folder, "Games-6k", 10**6)
+
+
+def test_scientific_mm_counts():
+    folder = shared_path("amazon-scientific-mm")
+    ds = read_unisrec(folder)
+    assert (ds.n_users, ds.n_items, ds.n_interactions) == (2928, 1585, 19712)  # PROVENANCE.md
+    _check_given_split(ds, folder, "Scientific", 50)
