@@ -129,7 +129,7 @@ class Engine:
             elif self.new_items.kind == "vectors":
                 ok = [j for j, e in enumerate(new) if e.get("recommendable") and vecs[j] is not None]
                 if ok:
-                    self.model.add_item_vectors(idx[ok], np.stack([vecs[j] for j in ok]))
+                    self._add_vectors(idx[ok], np.stack([vecs[j] for j in ok]))
             self.n_applied = len(state.added)
         gone = [i for i in state.deleted if i not in self.deleted_applied and i in cat.index]
         if gone:
@@ -141,6 +141,18 @@ class Engine:
                     self.model.remove_items(known)
             self.deleted_applied.update(gone)
         self.version = state.version
+
+    def _add_vectors(self, idx: np.ndarray, vectors: np.ndarray) -> None:
+        if hasattr(self.model, "add_item_vectors"):
+            self.model.add_item_vectors(idx, vectors)
+            return
+        if int(self.model.n_items) != int(idx[0]) or np.any(np.diff(idx) != 1):
+            raise DataError(f"{self.model.name} appends items after its {self.model.n_items} items, but the catalogue "
+                            f"assigns indices {idx[:3].tolist()}...", fix="serve this run from a fresh state folder")
+        got = np.asarray(self.model.add_items(vectors))
+        if not np.array_equal(got, idx):
+            raise DataError(f"{self.model.name}.add_items returned indices {got[:3].tolist()}..., expected "
+                            f"{idx[:3].tolist()}...")
 
     def add_items(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Add items (`item_id` + attribute values); returns one status dict per row, in order. Durable on return."""

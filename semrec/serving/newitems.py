@@ -6,10 +6,12 @@ Three kinds of model, found by duck typing so new model families plug in without
   `remove_items(items)` and a code table from `config.codes_path` (a `semrec ids fit` folder). A new item's text
   goes through the text encoder that made the tokenizer's input vectors, then `tokenizer.encode(add=True)`, and
   its code is inserted into the model's trie: recommendable at once.
-- **vectors** (text-based models, e.g. text-seq): the model has `add_item_vectors(items, vectors)` (and
-  optionally `remove_items(items)`) and says how its item vectors are made through `text_source()` ->
-  `{"model": sentence-transformers folder, "fields": [...], "normalize": bool, "max_seq_length": int | None}`
-  or a `config.vectors_path` file written by `semrec embed`. New items are scored from their text vectors.
+- **vectors** (text-based models, e.g. text-seq): the model has `add_items(vectors) -> new indices` (appended
+  after its current items, as text-seq does) or `add_item_vectors(items, vectors)`, optionally
+  `remove_items(items)`, and says how its item vectors are made: `text_source()` -> `{"model": sentence-transformers
+  folder, "fields": [...], "normalize": bool, "max_seq_length": int | None}`, or a `config.vectors_path` file
+  written by `semrec embed`, or `config.dataset` + `config.fields` + `config.encoder`. New items are scored from
+  their text vectors at once.
 - **none** (ID-based models: MostPop, ItemKNN, SASRec, BERT4Rec, GRU4Rec): new items join the catalogue (search,
   item pages) but are not recommended until the model is retrained; responses say so.
 """
@@ -94,6 +96,15 @@ def find_text_source(model: Any, run_dir: Path) -> tuple[TextSource | None, Any,
     if vectors_path and _resolve(vectors_path, run_dir) is not None:
         source, why = source_from_vectors(_resolve(vectors_path, run_dir))
         return source, None, why
+    if getattr(cfg, "dataset", None) and hasattr(cfg, "encoder"):  # text-seq style: encodes a dataset's fields itself
+        fields = list(getattr(cfg, "fields", None) or [])
+        if not fields:
+            ds_dir = _resolve(cfg.dataset, run_dir)
+            manifest = json.loads((ds_dir / "manifest.json").read_text()) if ds_dir is not None else {}
+            fields = list(manifest.get("text_fields", []))
+        if fields:
+            return TextSource(model=cfg.encoder, fields=fields), None, ""
+        return None, None, f"the run does not record which text fields {model.name} encodes"
     return None, None, ""
 
 
@@ -116,7 +127,7 @@ class NewItems:
         if hasattr(model, "add_items") and getattr(model, "codes", None) is not None:
             self.kind = "codes" if self.source is not None and self.tokenizer is not None else "none"
             self.reason = "" if self.kind == "codes" else (why or "the run has no fitted tokenizer for new items")
-        elif hasattr(model, "add_item_vectors"):
+        elif hasattr(model, "add_item_vectors") or hasattr(model, "add_items"):
             self.kind = "vectors" if self.source is not None else "none"
             self.reason = "" if self.source is not None else (why or f"{model.name} does not say how it embeds text")
         else:
