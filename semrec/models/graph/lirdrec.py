@@ -111,14 +111,26 @@ class LIRDRecModule(FeatureModule):
             for n, k in dims.items():
                 self.register_buffer(f"dct_{n}", dct_matrix(k), persistent=False)
         self.pwc = PWC(n_users, len(branches), d, cfg.decay_weight)
+        self._spectrum: torch.Tensor | None = None
 
     def item_inputs(self) -> list[torch.Tensor]:
         """Per-branch item vectors computed from the features (the model has no item-ID table)."""
         out = [self.encoders[n](self.feature(n)) for n in self.modalities]
         if self.cfg.spectral_branch:
-            spec = torch.cat([self.feature(n) @ getattr(self, f"dct_{n}").T for n in self.modalities], dim=1)
-            out.append(self.spectral(spec))
+            out.append(self.spectral(self.spectrum()))
         return out
+
+    def spectrum(self) -> torch.Tensor:
+        """The DCT-II spectra of all modalities, concatenated; the features are frozen, so computed once."""
+        if self._spectrum is None or self._spectrum.device != self.edges.device:
+            with torch.inference_mode(False), torch.no_grad():  # a normal tensor even if first made in scoring
+                self._spectrum = torch.cat([self.feature(n) @ getattr(self, f"dct_{n}").T for n in self.modalities],
+                                           dim=1)
+        return self._spectrum
+
+    def reset_graph(self) -> None:
+        super().reset_graph()
+        self._spectrum = None
 
     def forward(self, adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = torch.cat([F.normalize(torch.cat([self.prefs[b], it]), dim=1)
