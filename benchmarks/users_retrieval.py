@@ -4,8 +4,9 @@
   not excluded), export user and item vectors through `semrec.users`, build an exact index, save and reload it,
   and compare its top-10 with the model's own `recommend` top-10 (`extra.top10_equal_fraction`: identical
   ordered lists; `extra.top10_set_equal_fraction`: same items).
-- `ann`: 1M synthetic item vectors (a 64-d Gaussian mixture, 4,096 components, so that neighbourhoods exist as
-  in trained item tables), IVF-Flat and HNSW vs the exact index: recall@10-overlap and queries/s, one thread.
+- `ann`: 1M synthetic item vectors (a 64-d Gaussian mixture, 4,096 components with N(0, 1) centres and
+  within-component std `--spread` 1.0, so components overlap but neighbourhoods exist as in trained item
+  tables), IVF-Flat and HNSW vs the exact index: recall@10-overlap and queries/s, one thread.
   The setting reported is the fastest whose overlap on 1,000 validation queries is >= 0.95; it is then measured
   on 2,000 separate test queries.
 
@@ -106,8 +107,8 @@ def run_ann(args: argparse.Namespace) -> None:
     rng = np.random.default_rng(0)
     d = 64
     centres = rng.standard_normal((4096, d), dtype=np.float32)
-    items = mixture(args.n_items, centres, rng, 0.5)
-    valid_q, test_q = mixture(1000, centres, rng, 0.5), mixture(2000, centres, rng, 0.5)
+    items = mixture(args.n_items, centres, rng, args.spread)
+    valid_q, test_q = mixture(1000, centres, rng, args.spread), mixture(2000, centres, rng, args.spread)
     exact = VectorIndex.build(items, IndexConfig(kind="exact", batch_size=256))
     t0 = time.perf_counter()
     truth_test, _ = exact.search(test_q, 10)
@@ -151,7 +152,7 @@ def run_ann(args: argparse.Namespace) -> None:
         record(BENCH, dataset=ds, model=f"index-{kind}", variant=f"{key}={chosen}", split="test",
                metrics={"overlap@10": round(ov, 4)}, timing={"build_s": round(build_s, 1)},
                settings={**base, key: chosen, "n_items": args.n_items, "dim": d, "components": 4096,
-                         "spread": 0.5, "valid_queries": len(valid_q), "test_queries": len(test_q),
+                         "spread": args.spread, "valid_queries": len(valid_q), "test_queries": len(test_q),
                          "exact": "batched torch matmul + top-k (256 queries per batch)", "threads": args.threads},
                extra=extra, name=f"ann_{ds}_{kind}")
         print(kind, extra, flush=True)
@@ -164,6 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kinds", nargs="+", default=["ivf", "hnsw"], choices=["ivf", "hnsw"])
     p.add_argument("--budget", type=float, default=300.0, help="training seconds per model")
     p.add_argument("--n-items", type=int, default=1_000_000)
+    p.add_argument("--spread", type=float, default=1.0, help="ann: within-component std (centres ~ N(0, 1)); "
+                   "1.0 makes components overlap, 0.5 separates them (an easy case: every top-10 is one component)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache", type=Path, default=Path("/tmp/semrec-users-bench"), help="trained models")
     p.add_argument("--data-root", type=Path, default=SHARED_DATA)
