@@ -11,6 +11,9 @@ per-row test ranks kept under runs/text_seq/<dataset>/ for the paired tests; set
     python benchmarks/text_seq.py --dataset scientific-unisrec --variant text+id --minutes 25 --threads 1
     python benchmarks/text_seq.py --dataset scientific-unisrec --variant text+id --set dropout=0.5 --tag d05  # tuning
     python benchmarks/text_seq.py --dataset scientific-unisrec --epoch-ratio  # epoch time vs SASRec ce, one run
+    python benchmarks/text_seq.py --pretrain beauty toys sports games --variant text --minutes 30
+    python benchmarks/text_seq.py --dataset scientific --variant text --init runs/text_seq/pretrain-beauty/model \
+        --train-fraction 0.1 --name ft-init-10pct  # transfer; --zero-shot evaluates without training
 """
 
 from __future__ import annotations
@@ -154,6 +157,44 @@ def subsample_users(train, fraction: float, seed: int = 0):
     return Sequences.from_lengths(np.where(keep, train.lengths, 0), train.items[np.repeat(keep, train.lengths)])
 
 
+def pretrain(names: list[str], variant: str, minutes: float, sets: dict[str, Any], threads: int | None) -> Path:
+    """Pretrain one text-seq on several catalogues at once (one combined item table, `loss=in-batch`), save it
+    under runs/text_seq/pretrain-<names>/model and record its validation metrics on the combined valid rows."""
+    from semrec.data import leave_one_out
+    from semrec.evaluation import evaluate
+    from semrec.models import get_model_class
+    from semrec.models.text.catalogues import Catalogue, combine_catalogues
+
+    parts, infos = [], {}
+    for name in names:
+        ds = load_dataset(name)
+        split = leave_one_out(ds)
+        vectors, infos[name] = item_vectors(ds)
+        parts.append(Catalogue(name, split.train, vectors, split.valid))
+    comb = combine_catalogues(parts)
+    out_dir = RUNS / f"pretrain-{'+'.join(names)}"
+    opts = {"item_repr": variant, "loss": "in-batch", "n_negatives": 1024, **sets}
+    model = get_model_class("text-seq")(comb.n_items, vectors=comb.vectors, **opts)
+    model.config = dataclasses.replace(model.config, train=dataclasses.replace(
+        model.config.train, max_train_seconds=minutes * 60, progress=False, num_threads=threads,
+        lr_schedule="cosine", eval_every=2, log_path=str(out_dir / "train.log.jsonl")))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "train.log.jsonl").unlink(missing_ok=True)
+    model.fit(comb.train, comb.valid)
+    model.save(out_dir / "model")
+    valid = evaluate(model, comb.valid, ks=KS, exclude_history=False)
+    record("text_seq", dataset="+".join(names), model="text-seq", variant=f"{variant}-pretrain", split="valid",
+           metrics={k: round(v, 5) for k, v in valid.metrics.items() if "@" in k and "coverage" not in k},
+           timing={"train_s": round(model.history.train_s, 1), "epoch_s": round(model.history.epoch_s, 2)},
+           settings={"catalogues": comb.sizes, "offsets": comb.offsets, "train_users": len(comb.train),
+                     "model_config": dataclasses.asdict(model.config), "vectors": infos,
+                     "note": "validation rows of all catalogues, scored over the combined item table"},
+           extra={"loadavg": [round(x, 2) for x in os.getloadavg()], "epochs_run": model.history.epochs,
+                  "best_epoch": model.history.best_epoch, "saved": str(out_dir / "model")},
+           name=f"{'+'.join(names)}_text-seq_{variant}-pretrain_valid")
+    return out_dir / "model"
+
+
 def finish(dataset: str, name: str, threads: int | None, wait_s: float = 3 * 3600) -> Path:
     """Paired tests of a saved run (runs/text_seq/<dataset>/<name>/) against the baselines, then record its JSON.
 
@@ -208,12 +249,17 @@ def main() -> None:
     ap.add_argument("--init", default=None, help="start from a pretrained text-seq model folder (transfer)")
     ap.add_argument("--train-fraction", type=float, default=1.0, help="share of training users kept (transfer)")
     ap.add_argument("--zero-shot", action="store_true", help="no training on this dataset (needs --init)")
+    ap.add_argument("--pretrain", nargs="+", default=None, help="pretrain on these catalogues at once and save")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from semrec.data import leave_one_out
     from semrec.evaluation import evaluate
     from semrec.models import get_model_class
 
+    if args.pretrain:
+        print(f"saved {pretrain(args.pretrain, args.variant, args.minutes, parse_sets(args.set), args.threads)}")
+        write_results_md()
+        return
     label = args.variant + (f"-{args.name}" if args.name else "")
     if args.finish:
         print(f"wrote {finish(args.dataset, f'text-seq-{label}', args.threads)}")
