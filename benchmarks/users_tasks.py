@@ -227,7 +227,6 @@ def run_query(args: argparse.Namespace) -> None:
     valid = {w: per_user(split.valid, w)[1].mean() for w in grid}
     best = max((w for w in grid if 0 < w < 1), key=lambda w: valid[w])
     test = {name: per_user(split.test, w) for name, w in (("history", 0.0), ("query", 1.0), ("history+query", best))}
-    blend = test["history+query"]
     for name, (rec, ndcg) in test.items():
         extra: dict[str, Any] = {"task": "query", "query_weight": 0.0 if name == "history" else 1.0 if name == "query" else best,
                                  "valid_ndcg@10_by_weight": {str(k): round(float(v), 4) for k, v in valid.items()},

@@ -202,7 +202,7 @@ def user_text(tmp_path_factory):
 
 
 def test_user_text_vectors_live_in_text_space_and_reproduce_scores(user_text, tmp_path):
-    model, ds, sp, _ = user_text
+    model, _, sp, _ = user_text
     users, items = model.embed_users(sp.test.histories), model.item_embeddings()
     assert users.shape == (len(sp.test), 384) and items.shape == (sp.n_items, 384)
     np.testing.assert_allclose(np.linalg.norm(users, axis=1), 1.0, atol=1e-5)
@@ -234,7 +234,7 @@ def test_query_blending_moves_the_ranking_toward_the_query_topic(user_text):
 
 
 def test_an_instruction_changes_the_embedding_and_answers_its_task(user_text):
-    model, ds, sp, _ = user_text
+    model, _, sp, _ = user_text
     assert model.instruction_aware and {t.name for t in model.tasks} >= {"next-category", "top-category"}
     hist = sp.test.histories
     plain = model.embed_users(hist)
