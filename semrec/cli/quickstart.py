@@ -136,3 +136,16 @@ def register(app: typer.Typer) -> None:
         out.print(sample_table(ds, split, {n: out_dir / "runs" / n for n in results}, row))
         err.print(f"quick start done in {time.perf_counter() - t0:.0f}s; runs in {out_dir}/runs "
                   f"(try: semrec compare {out_dir}/runs/mostpop {out_dir}/runs/{list(results)[-1]})")
+        out.print(serve_hint(out_dir / "runs" / best, ds.item_ids()[split.test.histories[row][-2:]].tolist()),
+                  soft_wrap=True)
+
+
+def serve_hint(run_dir: Path, history: list[str]) -> str:
+    """How to serve a run and one request to try, printed at the end of the quick start."""
+    import json
+
+    body = json.dumps({"history": history, "k": 5})
+    return (f"serve it:  semrec serve {run_dir} --port 8000   (explorer page: http://127.0.0.1:8000/, "
+            f"API docs: /docs)\n"
+            f"then try:  curl -s -X POST http://127.0.0.1:8000/recommend -H 'Content-Type: application/json' "
+            f"-d '{body}'")

@@ -55,6 +55,7 @@ class CatalogueStore:
         self.path = self.dir / FILE
         self.run_id = run_id
         self._stamp: tuple[int, int] | None = None
+        clean_stale_temporaries(self.path)  # left by a writer killed mid-write: never read, removed at start-up
 
     def _stat(self) -> tuple[int, int] | None:
         try:
