@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import SHARED_DATA, record, selection_of, write_results_md  # noqa: E402
+from benchmarks.common import SHARED_DATA, record, selection_of, write_results_md
 
 MM = SHARED_DATA / "amazon-scientific-mm"
 FEATURES = {"image": "Scientific.feat3CLS", "text": "Scientific.feat1CLS"}
