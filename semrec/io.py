@@ -277,7 +277,9 @@ def read_json(path: str | Path, expect: type | None = dict) -> Any:
         raise DataError(f"invalid JSON: {e.msg}", path=path, line=e.lineno,
                         fix="repair the JSON syntax at that line") from None
     if expect is not None and not isinstance(obj, expect):
-        raise DataError(f"expected a JSON {expect.__name__}, found {type(obj).__name__}", path=path,
+        names = {dict: "object", list: "array", str: "string", int: "number", float: "number"}
+        raise DataError(f"expected a JSON {names.get(expect, expect.__name__)}, found a JSON "
+                        f"{names.get(type(obj), type(obj).__name__)}", path=path,
                         fix="pass the file semrec wrote, or repair it")
     return obj
 
@@ -306,9 +308,12 @@ def read_parquet(path: str | Path, what: str = "Parquet table", columns: dict[st
         head = f.read(4)
     if head != b"PAR1":
         raise DataError(f"not a Parquet file (starts with {head!r}); expected the {what}", path=path, fix=fix)
-    try:
-        df = pl.read_parquet(path)
-    except (pl.exceptions.PolarsError, OSError, ValueError) as e:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:  # pyarrow, not polars: polars can abort the process on some corrupted pages (no except catches that)
+        df = pl.from_arrow(pq.read_table(path))
+    except (pa.ArrowException, pl.exceptions.PolarsError, OSError, ValueError, NotImplementedError) as e:
         raise DataError(f"unreadable Parquet ({str(e).splitlines()[0][:160]})", path=path, fix=fix) from None
     for name, kind in (columns or {}).items():
         if name not in df.columns:

@@ -186,6 +186,17 @@ class Recommender(ABC):
             raise DataError(f"invalid model config: {e}", path=path / "config.json", fix=fix) from None
         model = model_cls.from_extra(info["n_items"], cfg, info.get("extra", {}), device=device)
         state = load_safetensors(path / "model.safetensors", "model weights", device=device, fix=fix)
+        n = info["n_items"]
+        try:
+            fresh_state = model.state_dict()
+        except (TypeError, RuntimeError, AttributeError):  # state that only exists once loaded (code tables)
+            fresh_state = {}
+        for key, fresh in fresh_state.items():  # per-item tables must fit this catalogue
+            got = state.get(key)
+            if got is not None and fresh.ndim and fresh.shape[0] in (n, n + 1) and got.shape != fresh.shape:
+                raise DataError(f"tensor {key!r} has shape {tuple(got.shape)}, but a {info['model']} of {n} items "
+                                f"needs {tuple(fresh.shape)} (weights of another model or dataset?)",
+                                path=path / "model.safetensors", fix=fix)
         try:
             model.load_state_dict(state)
         except (RuntimeError, KeyError, ValueError, IndexError) as e:
