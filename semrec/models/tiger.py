@@ -9,8 +9,9 @@ which cuts encoder cost by the number of levels. Items can be added or removed a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -20,15 +21,17 @@ from torch import nn
 from semrec.data.sequences import Sequences
 from semrec.data.splits import EvalSet
 from semrec.errors import ConfigError
-from semrec.models.base import Recommender, register
+from semrec.models.base import TorchRecommender, register
 from semrec.models.tiger_generate import GenerativeMixin
-from semrec.models.tiger_layers import (Block, CodeTokens, KVCache, item_codes, next_item_pairs, train_loop,
+from semrec.models.tiger_layers import (Block, CodeTokens, KVCache, bucketed_batches, item_codes, next_item_pairs,
                                         trim_left)
+from semrec.training.config import TrainConfig
 
 
 @dataclass
 class TigerConfig:
-    """Defaults follow the TIGER paper (4+4 layers, d_model 128, 6 heads of 64, d_ff 1024, dropout 0.1, 20 items)."""
+    """Defaults follow the TIGER paper (4+4 layers, d_model 128, 6 heads of 64, d_ff 1024, dropout 0.1, 20 items);
+    training options (AdamW, warm-up, cosine decay, early stopping on validation) live in `train`."""
 
     codes_path: str | None = None  # (n_items, n_levels) int64 code table aligned with item_idx (.npy/.safetensors/.parquet)
     encoder_layers: int = 4
@@ -41,18 +44,20 @@ class TigerConfig:
     max_history: int = 20
     user_buckets: int = 0  # TIGER's hashed user token uses 2,000; 0 = off (recommend() sees histories only)
     encoder_input: str = "auto"  # "item": one vector per history item, "token": one per code; auto = item on CPU
-    epochs: int = 30
-    batch_size: int = 256
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup_steps: int = 500
-    max_train_seconds: float | None = None  # wall-clock budget: the LR schedule follows it and training stops there
     beam: int = 20
     decode_batch: int = 256  # users per beam-search batch
     reserve_new: float = 0.0  # share of the top-k reserved for items unseen in training (cold start)
     device: str = "cpu"
-    seed: int = 0
-    history: dict[str, Any] = field(default_factory=dict)  # filled by fit: losses and epoch times
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=30, batch_size=256, lr=2e-3, weight_decay=0.05, optimizer="adamw", max_grad_norm=1.0,
+        warmup_steps=500, lr_schedule="cosine", patience=5, eval_every=3))
+
+    def __post_init__(self) -> None:
+        if min(self.encoder_layers, self.decoder_layers, self.d_model, self.n_heads, self.d_head, self.d_ff,
+               self.max_history) < 1:
+            raise ConfigError("tiger: layers, sizes and max_history must be >= 1")
+        if self.encoder_input not in ("auto", "item", "token"):
+            raise ConfigError(f"tiger: encoder_input must be auto, item or token (got {self.encoder_input!r})")
 
 
 class TigerNet(nn.Module):
@@ -148,8 +153,9 @@ class TigerNet(nn.Module):
 
 
 @register
-class Tiger(GenerativeMixin, Recommender):
-    """Encoder-decoder generative retrieval over semantic IDs, decoded with a catalogue trie."""
+class Tiger(GenerativeMixin, TorchRecommender):
+    """Encoder-decoder generative retrieval over semantic IDs, decoded with a catalogue trie; trained by the
+    shared loop (checkpoints, resume, early stopping on validation, time budget)."""
 
     name = "tiger"
     Config = TigerConfig
@@ -157,8 +163,6 @@ class Tiger(GenerativeMixin, Recommender):
     def __init__(self, n_items: int, config: TigerConfig | None = None, codes: np.ndarray | None = None,
                  codebook_sizes: list[int] | None = None, **overrides: Any):
         super().__init__(n_items, config, **overrides)
-        if self.config.encoder_input not in ("auto", "item", "token"):
-            raise ConfigError(f"encoder_input must be auto, item or token (got {self.config.encoder_input!r})")
         self.init_codes(codes, codebook_sizes)
 
     @property
@@ -166,29 +170,42 @@ class Tiger(GenerativeMixin, Recommender):
         mode = self.config.encoder_input
         return mode == "item" or (mode == "auto" and torch.device(self.config.device).type == "cpu")
 
-    def build(self, device: str | None = None) -> "Tiger":
-        device = device or self.config.device
-        torch.manual_seed(self.config.seed)
-        self.module = TigerNet(self.config, self.vocab_sizes, self.item_input).to(device)
-        return self
+    def build_module(self) -> nn.Module:
+        return TigerNet(self.config, self.vocab_sizes, self.item_input)
+
+    def build(self, device: str | torch.device | None = None) -> "Tiger":
+        self.config.device = str(device or self.config.device)
+        self.train_config.device = self.config.device
+        self._codes_t = None
+        return super().build(self.config.device)
 
     def fit(self, train: Sequences, valid: EvalSet | None = None) -> "Tiger":
         """Token-level cross-entropy on every (last <= max_history items -> next item) pair of `train`."""
-        cfg = self.config
         self.mark_seen(train)
-        self.build()
-        hist, target = next_item_pairs(train, cfg.max_history)
-        users = self.pair_users(train)
-        codes = torch.as_tensor(self.codes, device=cfg.device)
-        dev = cfg.device
+        self._trie, self._codes_t = None, None
+        self._pairs = (*next_item_pairs(train, self.config.max_history), self.pair_users(train))
+        return super().fit(train, valid)
 
-        def loss_fn(rows: np.ndarray) -> torch.Tensor:
-            h = torch.as_tensor(trim_left(hist[rows]), device=dev)
-            hc = item_codes(codes, h)
-            return self.module(hc, torch.as_tensor(users[rows], device=dev), codes[torch.as_tensor(target[rows], device=dev)])
+    def num_batches(self, train: Sequences, batch_size: int) -> int:
+        return math.ceil(len(self._pairs[1]) / batch_size)
 
-        cfg.history = train_loop(self.module, loss_fn, len(target), epochs=cfg.epochs, batch_size=cfg.batch_size,
-                                 lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
-                                 seed=cfg.seed, desc="tiger", max_seconds=cfg.max_train_seconds,
-                                 lengths=(hist >= 0).sum(1))
-        return self
+    def batches(self, train: Sequences, batch_size: int, rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        """Length-bucketed (history, user, target) pairs; each batch trims its left padding."""
+        hist, target, users = self._pairs
+        for rows in bucketed_batches(len(target), batch_size, rng, (hist >= 0).sum(1)):
+            yield {"hist": torch.from_numpy(trim_left(hist[rows])), "users": torch.from_numpy(users[rows]),
+                   "target": torch.from_numpy(target[rows])}
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        codes = self.codes_on(batch["hist"].device)
+        return self.module(item_codes(codes, batch["hist"]), batch["users"], codes[batch["target"]])
+
+    def score(self, histories: Sequences) -> torch.Tensor:
+        raise NotImplementedError("tiger ranks by constrained beam search: use recommend()")
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return GenerativeMixin.state_dict(self)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        GenerativeMixin.load_state_dict(self, state)
+        self._codes_t = None

@@ -8,8 +8,9 @@ own earlier codes. That is exactly the per-pair model, at about a fifth of the e
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -18,14 +19,17 @@ from torch import nn
 
 from semrec.data.sequences import Sequences
 from semrec.data.splits import EvalSet
-from semrec.models.base import Recommender, register
+from semrec.errors import ConfigError
+from semrec.models.base import TorchRecommender, register
 from semrec.models.tiger_generate import GenerativeMixin
-from semrec.models.tiger_layers import Block, CodeTokens, KVCache, item_codes, train_loop
+from semrec.models.tiger_layers import Block, CodeTokens, KVCache, bucketed_batches, item_codes
+from semrec.training.config import TrainConfig
 
 
 @dataclass
 class TigerDecoderConfig:
-    """Same sizes as TIGER's decoder (4 layers, d_model 128, 6 heads of 64, d_ff 1024, dropout 0.1, 20 items)."""
+    """Same sizes as TIGER's decoder (4 layers, d_model 128, 6 heads of 64, d_ff 1024, dropout 0.1, 20 items);
+    training options live in `train`."""
 
     codes_path: str | None = None  # (n_items, n_levels) int64 code table aligned with item_idx
     n_layers: int = 4
@@ -36,18 +40,17 @@ class TigerDecoderConfig:
     dropout: float = 0.1
     max_history: int = 20
     user_buckets: int = 0  # kept for the shared decoding code; the decoder-only model has no user token
-    epochs: int = 30
-    batch_size: int = 128  # windows (each holds up to max_history targets)
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup_steps: int = 200
-    max_train_seconds: float | None = None
     beam: int = 20
     decode_batch: int = 256
     reserve_new: float = 0.0
     device: str = "cpu"
-    seed: int = 0
-    history: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(
+        epochs=30, batch_size=128, lr=2e-3, weight_decay=0.05, optimizer="adamw", max_grad_norm=1.0,
+        warmup_steps=200, lr_schedule="cosine", patience=5, eval_every=3))  # batch = windows of <= 20 targets
+
+    def __post_init__(self) -> None:
+        if min(self.n_layers, self.d_model, self.n_heads, self.d_head, self.d_ff, self.max_history) < 1:
+            raise ConfigError("tiger-decoder: layers, sizes and max_history must be >= 1")
 
 
 def training_windows(train: Sequences, max_history: int) -> np.ndarray:
@@ -173,39 +176,54 @@ class TigerDecoderNet(nn.Module):
 
 
 @register
-class TigerDecoder(GenerativeMixin, Recommender):
-    """Decoder-only generative retrieval over semantic IDs (all training pairs of a window in one pass)."""
+class TigerDecoder(GenerativeMixin, TorchRecommender):
+    """Decoder-only generative retrieval over semantic IDs (all training pairs of a window in one pass), trained
+    by the shared loop (checkpoints, resume, early stopping on validation, time budget)."""
 
     name = "tiger-decoder"
     Config = TigerDecoderConfig
+    item_input = True
 
     def __init__(self, n_items: int, config: TigerDecoderConfig | None = None, codes: np.ndarray | None = None,
                  codebook_sizes: list[int] | None = None, **overrides: Any):
         super().__init__(n_items, config, **overrides)
         self.init_codes(codes, codebook_sizes)
 
-    item_input = True
+    def build_module(self) -> nn.Module:
+        return TigerDecoderNet(self.config, self.vocab_sizes)
 
-    def build(self, device: str | None = None) -> "TigerDecoder":
-        torch.manual_seed(self.config.seed)
-        self.module = TigerDecoderNet(self.config, self.vocab_sizes).to(device or self.config.device)
-        return self
+    def build(self, device: str | torch.device | None = None) -> "TigerDecoder":
+        self.config.device = str(device or self.config.device)
+        self.train_config.device = self.config.device
+        self._codes_t = None
+        return super().build(self.config.device)
 
     def fit(self, train: Sequences, valid: EvalSet | None = None) -> "TigerDecoder":
         """Token-level cross-entropy on every (history prefix -> next item) pair, one window per pass."""
-        cfg = self.config
         self.mark_seen(train)
-        self.build()
-        windows = training_windows(train, cfg.max_history)
-        codes = torch.as_tensor(self.codes, device=cfg.device)
+        self._trie, self._codes_t = None, None
+        self._windows = training_windows(train, self.config.max_history)  # the same windows every epoch
+        return super().fit(train, valid)
 
-        def loss_fn(rows: np.ndarray) -> torch.Tensor:
+    def num_batches(self, train: Sequences, batch_size: int) -> int:
+        return math.ceil(len(self._windows) / batch_size)
+
+    def batches(self, train: Sequences, batch_size: int, rng: np.random.Generator) -> Iterator[dict[str, torch.Tensor]]:
+        """Length-bucketed windows; each batch trims its right padding."""
+        windows = self._windows
+        for rows in bucketed_batches(len(windows), batch_size, rng, (windows >= 0).sum(1)):
             w = windows[rows]
-            w = torch.as_tensor(w[:, : max(2, int((w >= 0).sum(1).max()))], device=cfg.device)  # trim right padding
-            return self.module(item_codes(codes, w))
+            yield {"items": torch.from_numpy(w[:, : max(2, int((w >= 0).sum(1).max()))])}
 
-        cfg.history = train_loop(self.module, loss_fn, len(windows), epochs=cfg.epochs, batch_size=cfg.batch_size,
-                                 lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
-                                 seed=cfg.seed, desc="tiger-decoder", max_seconds=cfg.max_train_seconds,
-                                 lengths=(windows >= 0).sum(1))
-        return self
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.module(item_codes(self.codes_on(batch["items"].device), batch["items"]))
+
+    def score(self, histories: Sequences) -> torch.Tensor:
+        raise NotImplementedError("tiger-decoder ranks by constrained beam search: use recommend()")
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return GenerativeMixin.state_dict(self)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        GenerativeMixin.load_state_dict(self, state)
+        self._codes_t = None

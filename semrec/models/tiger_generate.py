@@ -36,6 +36,15 @@ class GenerativeMixin:
             self.active = self.codes.min(axis=1) >= 0
             self.seen = np.zeros(self.n_items, dtype=bool)
 
+    def codes_on(self, device: torch.device) -> torch.Tensor:
+        """The code table as a tensor on `device`, cached (a normal tensor even if first made during validation,
+        which runs under inference mode)."""
+        t = getattr(self, "_codes_t", None)
+        if t is None or t.device != device:
+            with torch.inference_mode(False):
+                t = self._codes_t = torch.as_tensor(self.codes, device=device)
+        return t
+
     def require_codes(self) -> None:
         if self.codes is None:
             raise ConfigError(f"{self.name} needs a code table: pass codes=... or set codes_path in its config",)
@@ -64,7 +73,7 @@ class GenerativeMixin:
         Codes must lie inside the trained codebooks; items beyond `n_items` grow the catalogue.
         """
         self.trie.add(items, codes)
-        self.codes, self.active = self.trie.codes, self.trie.active
+        self.codes, self.active, self._codes_t = self.trie.codes, self.trie.active, None
         if len(self.codes) > self.n_items:
             self.seen = np.concatenate([self.seen, np.zeros(len(self.codes) - self.n_items, bool)])
             self.n_items = len(self.codes)

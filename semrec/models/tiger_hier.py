@@ -201,9 +201,7 @@ class TigerHier(GenerativeMixin, TorchRecommender):
             yield {"items": torch.from_numpy(w[:, : max(2, int((w >= 0).sum(1).max()))])}
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if getattr(self, "_codes_t", None) is None or self._codes_t.device != batch["items"].device:
-            self._codes_t = torch.as_tensor(self.codes, device=batch["items"].device)
-        return self.module(item_codes(self._codes_t, batch["items"]), batch["items"])
+        return self.module(item_codes(self.codes_on(batch["items"].device), batch["items"]), batch["items"])
 
     def step_fn(self, hist_codes: torch.Tensor, users: torch.Tensor, hist_items: torch.Tensor):
         return self.module.step_fn(hist_codes, users, hist_items)

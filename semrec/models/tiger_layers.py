@@ -1,5 +1,5 @@
 """Pieces shared by the two TIGER models: the code table, code-token embeddings, attention with a
-key/value cache, Transformer blocks, training pairs and the small training loop.
+key/value cache, Transformer blocks and training pairs (training itself is `semrec.training`).
 
 Token convention: code c at level l is token `1 + offset[l] + c` (offset = cumulative codebook sizes),
 token 0 is padding and the last token is BOS. An item's vector is the sum of its code-token embeddings.
@@ -7,10 +7,7 @@ token 0 is padding and the last token is BOS. An item's vector is the sum of its
 
 from __future__ import annotations
 
-import math
-import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -18,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from semrec.data.sequences import Sequences
-from semrec.errors import ConfigError, DataError
+from semrec.errors import DataError
 
 
 def load_codes(path: str | Path, n_items: int | None = None) -> tuple[np.ndarray, list[int] | None]:
@@ -229,61 +226,3 @@ def trim_left(hist: np.ndarray) -> np.ndarray:
     filled = (hist >= 0).any(axis=0)
     first = int(np.argmax(filled)) if filled.any() else hist.shape[1] - 1
     return hist[:, first:]
-
-
-def train_loop(module: nn.Module, loss_fn: Callable[[np.ndarray], torch.Tensor], n_rows: int, *, epochs: int,
-               batch_size: int, lr: float, weight_decay: float, warmup_steps: int, seed: int, desc: str,
-               max_seconds: float | None = None, lengths: np.ndarray | None = None) -> dict[str, list[float]]:
-    """AdamW with linear warm-up and cosine decay over random row batches; returns per-epoch loss and time.
-
-    With `lengths`, batches are length-bucketed (rows sorted by length inside random pools of 32 batches,
-    then batch order shuffled), so `loss_fn` can trim padding: most histories are far shorter than the cap.
-    """
-    from tqdm.auto import tqdm
-
-    if epochs <= 0 or batch_size <= 0:
-        raise ConfigError(f"epochs and batch_size must be positive (got {epochs}, {batch_size})")
-    rng = np.random.default_rng(seed)
-    decay = [p for n, p in module.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in module.named_parameters() if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=lr)
-    steps_per_epoch = math.ceil(n_rows / batch_size)
-    total = epochs * steps_per_epoch
-    t_start = time.perf_counter()
-
-    def progress(s: int) -> float:  # fraction of training done: by steps, or by wall clock when time-boxed
-        done = s / total
-        if max_seconds:
-            done = max(done, (time.perf_counter() - t_start) / max_seconds)
-        return min(1.0, done)
-
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, warmup_steps)) * 0.5 * (1 + math.cos(math.pi * progress(s))))
-    history: dict[str, list[float]] = {"loss": [], "epoch_s": []}
-    stop = False
-    module.train()
-    for epoch in range(epochs):
-        t0, losses = time.perf_counter(), []
-        batches = bucketed_batches(n_rows, batch_size, rng, lengths)
-        bar = tqdm(batches, desc=f"{desc} epoch {epoch + 1}/{epochs}", leave=False)
-        for rows in bar:
-            loss = loss_fn(rows)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            if len(losses) % 20 == 0:
-                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}")
-            if max_seconds and time.perf_counter() - t_start > max_seconds:
-                stop = True  # time budget spent (the cosine schedule has reached zero by then)
-                break
-        history["loss"].append(float(np.mean(losses)))
-        history["epoch_s"].append(time.perf_counter() - t0)
-        if stop:
-            history["stopped_early_at_epoch_fraction"] = [epoch + len(losses) / len(batches)]
-            break
-    module.eval()
-    return history
