@@ -59,6 +59,7 @@ class TextSeqConfig:
     n_heads: int = 2
     max_len: int = 50
     dropout: float = 0.3
+    activation: str = "gelu"  # gelu: 4x-wide feed-forward; relu: SASRec's block (feed-forward as wide as hidden)
     n_experts: int = 8
     adapter_dropout: float = 0.2
     temperature: float = 0.07  # logits = cos(user, item) / temperature; 0 = plain dot product
@@ -77,6 +78,8 @@ class TextSeqConfig:
             raise ConfigError(f"text-seq: item_repr={self.item_repr!r}; choose one of {', '.join(ITEM_REPRS)}")
         if self.loss not in TEXT_LOSSES:
             raise ConfigError(f"text-seq: loss={self.loss!r}; choose one of {', '.join(TEXT_LOSSES)}")
+        if self.activation not in ("gelu", "relu"):
+            raise ConfigError(f"text-seq: activation={self.activation!r}; choose gelu or relu")
         if self.trainable not in ("all", "adapter"):
             raise ConfigError(f"text-seq: trainable={self.trainable!r}; choose all or adapter")
         if min(self.hidden, self.max_len, self.n_experts) < 1 or self.n_layers < 0 or self.temperature < 0:
@@ -100,7 +103,8 @@ class TextSeqNet(nn.Module):
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
         self.ln_in = nn.LayerNorm(cfg.hidden)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg.hidden, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(Block(cfg.hidden, cfg.n_heads, cfg.dropout, cfg.activation)
+                                    for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.hidden)
         self.cat_head = nn.Linear(cfg.hidden, n_categories) if n_categories else None
         init_weights(self)
