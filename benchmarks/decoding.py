@@ -3,6 +3,10 @@ encoder-decoder (paper defaults: 4+4 layers, d_model 128, 6 heads, d_ff 1024, 20
 two-level `tiger-hier` (item-level Transformer once per user, small code decoder per beam; --arch tiger-hier).
 
 Also checks every returned item against the catalogue (invalid_items must be 0) and that lists are distinct.
+
+The parallel-identifier model (`--arch tiger-set`, 32 independent digits of 256 codes by default) has no beam: it
+scores the whole catalogue exactly; it is timed on the same histories right after a beam-search model
+(`--vs-arch`, `--vs-beam`, untrained or `--vs-model`), and `extra.speedup_vs_beam` is the ratio of users/s.
 Throughput does not depend on the weights, so by default the model is untrained (seeded); pass --model RUN/model
 to time a trained one.
 
@@ -59,7 +63,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="beauty", choices=["beauty", "sports", "toys", "random"])
     ap.add_argument("--codes", help="code table file (.safetensors/.npy/.parquet); default: random 4-level codes")
-    ap.add_argument("--arch", default="tiger", choices=["tiger", "tiger-decoder", "tiger-hier"],
+    ap.add_argument("--arch", default="tiger", choices=["tiger", "tiger-decoder", "tiger-hier", "tiger-set"],
                     help="architecture of the untrained (seeded) model that is timed")
     ap.add_argument("--model", help="a saved generative model folder to time instead of an untrained one")
     ap.add_argument("--n-items", type=int, default=12101)
@@ -71,9 +75,15 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--bf16", action="store_true", help="autocast the network to bfloat16")
     ap.add_argument("--tag", default=None, help="suffix for result file names (e.g. the machine)")
+    ap.add_argument("--digits", type=int, default=32, help="tiger-set: digits of the random identifiers")
+    ap.add_argument("--vs-arch", default="tiger-hier", help="tiger-set: the beam-search model it is compared with")
+    ap.add_argument("--vs-model", default=None, help="tiger-set: a saved beam-search model folder instead")
+    ap.add_argument("--vs-beam", type=int, default=20)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.arch == "tiger-set" or (args.model and "tiger-set" in open(Path(args.model) / "config.json").read(200)):
+        return time_parallel(args)
     codes, hist, source = catalogue(args)
     if args.model:
         model = Recommender.load(args.model, device=args.device)
@@ -120,6 +130,53 @@ def main() -> None:
                       "loadavg_before": [round(x, 2) for x in load0],
                       "loadavg_after": [round(x, 2) for x in os.getloadavg()], "trie": repr(model.trie)},
                name=f"{args.dataset}_{stem}_beam{beam}{'_bf16' if args.bf16 else ''}{tag}")
+    write_results_md()
+
+
+def _users_per_s(model, hist: Sequences, k: int, **kw) -> tuple[float, np.ndarray]:
+    model.recommend(hist.select(np.arange(min(64, len(hist)))), k=k, **kw)  # warm-up
+    t0 = time.perf_counter()
+    items, _ = model.recommend(hist, k=k, **kw)
+    return len(hist) / (time.perf_counter() - t0), items
+
+
+def time_parallel(args) -> None:
+    """Exact whole-catalogue scoring of tiger-set vs beam search of a trie model, same histories, same process."""
+    codes, hist, source = catalogue(args)
+    n_items = len(codes)
+    if args.model:
+        model = Recommender.load(args.model, device=args.device)
+        source = f"trained model {args.model}"
+    else:
+        set_codes = np.random.default_rng(1).integers(0, 256, size=(n_items, args.digits))
+        model = get_model_class("tiger-set")(n_items, codes=set_codes, device=args.device).build()
+        source = f"random {args.digits}x256 digit codes for {n_items} items"
+    if args.vs_model:
+        beam_model = Recommender.load(args.vs_model, device=args.device)
+    else:
+        beam_model = get_model_class(args.vs_arch)(n_items, codes=codes, device=args.device,
+                                                   decode_batch=args.decode_batch).build()
+    load0 = os.getloadavg()
+    beam_ups, _ = _users_per_s(beam_model, hist, args.k, beam=args.vs_beam)
+    ups, items = _users_per_s(model, hist, args.k)
+    invalid = int(((items < 0) | (items >= model.n_items)).sum() + (~model.active[np.clip(items, 0, None)]).sum())
+    distinct = bool(all(len(set(r)) == args.k for r in items.tolist()))
+    print(f"tiger-set exact: {ups:8.1f} users/s; {beam_model.name} beam {args.vs_beam}: {beam_ups:8.1f} users/s; "
+          f"speedup {ups / beam_ups:.2f}x, invalid {invalid}, load {load0[0]:.1f}")
+    cfg, tag = model.config, f"_{args.tag}" if args.tag else ""
+    record("decoding", dataset=args.dataset, model="tiger-set", variant=f"exact{tag}", split=None,
+           timing={"wall_s": round(len(hist) / ups, 3)}, device=args.device,
+           settings={"decoding": "exact: every catalogue item scored by the sum of its digits' log-probs",
+                     "k": args.k, "n_digits": int(model.codes.shape[1]), "users": len(hist),
+                     "score_batch": cfg.score_batch, "max_history": cfg.max_history, "d_model": cfg.d_model,
+                     "d_ff": cfg.d_ff, "layers": cfg.n_layers, "threads": torch.get_num_threads(), "codes": source,
+                     "n_items": n_items, "vs": {"model": args.vs_model or f"untrained {args.vs_arch}",
+                                                "beam": args.vs_beam, "codes": "4-level trie codes"}},
+           extra={"users_per_s": round(ups, 1), "beam_users_per_s": round(beam_ups, 1),
+                  "speedup_vs_beam": round(ups / beam_ups, 2), "invalid_items": invalid, "distinct": distinct,
+                  "loadavg_before": [round(x, 2) for x in load0],
+                  "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
+           name=f"{args.dataset}_tiger_set_exact{tag}")
     write_results_md()
 
 

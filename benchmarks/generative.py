@@ -3,9 +3,17 @@
 Codes: RQ-KMeans (3 levels x 256, TIGER-style extra disambiguation level) on all-MiniLM-L6-v2 vectors of each
 item's sentence (the dataset's text fields), built here and cached under runs/generative/<dataset>/.
 Protocol (DESIGN.md): leave-one-out, full ranking over all items, history items NOT excluded, last 20 items of
-history; metrics on test with 95% bootstrap CIs. Training is time-boxed by --max-train-minutes (wall clock).
+history; metrics on test with 95% bootstrap CIs. Training is time-boxed by --max-train-minutes (wall clock; the
+JSON also records the process CPU time, since the machine is shared).
 
-    python benchmarks/generative.py --dataset beauty --model tiger-decoder --max-train-minutes 55
+Selection (--select KEY=V1,V2 ..., repeatable): every point of the grid is trained with the same budget, its best
+validation NDCG@10 recorded in `extra.selection`; only the point with the best validation score is evaluated on
+test. Keys are model options (`dropout`, `id_input`, `train.lr`, ...) or code options `codes.levels`,
+`codes.cf_weight`, `codes.codebook`. Test numbers never choose anything.
+
+    python benchmarks/generative.py --dataset beauty --model tiger-set --tokenizer set-pq --codes text+cf \
+        --select id_input=false,true --max-train-minutes 30 --threads 1
+    python benchmarks/generative.py --data runs/data/mycatalogue --model tiger-hier --codes text+cf --balanced
 """
 
 from __future__ import annotations
@@ -28,9 +36,19 @@ S3REC = {"beauty": ("amazon-beauty-s3rec", "Beauty"), "sports": ("amazon-sports-
          "toys": ("amazon-toys-s3rec", "Toys_and_Games")}
 
 
-def load_dataset(name: str):
-    """The benchmark dataset with its item text."""
+def load_dataset(name: str, data: str | None = None):
+    """The benchmark dataset with its item text: a built-in name, or any `semrec data import` folder (`data`)."""
     from semrec.data.readers import read_lcrec, read_s3rec
+
+    if data is not None:
+        from semrec.data import Dataset
+        from semrec.errors import DataError
+
+        ds = Dataset.load(data)
+        if not ds.text_fields:
+            raise DataError("the dataset has no text fields, so codes cannot be built from item text",
+                            path=data, field="text_fields", fix="import it with --text-fields (item title, ...)")
+        return ds
 
     if name in S3REC:
         folder, stem = S3REC[name]
@@ -118,7 +136,7 @@ def cached_codes(ds, name: str, variant: str = "", **kw) -> tuple[np.ndarray, di
     return codes, info
 
 
-def evaluate_with_ci(model, evalset, train) -> tuple[dict[str, float], dict[str, list[float]], float]:
+def evaluate_with_ci(model, evalset, train) -> tuple[dict[str, float], dict[str, list[float]], float, Any]:
     from semrec.evaluation import evaluate
 
     t0 = time.perf_counter()
@@ -127,7 +145,7 @@ def evaluate_with_ci(model, evalset, train) -> tuple[dict[str, float], dict[str,
     keys = ["recall@5", "ndcg@5", "recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr"]
     metrics = {k: round(res.metrics[k], 5) for k in keys if k in res.metrics}
     cis = {k: [round(x, 5) for x in res.confidence_interval(k)] for k in ("recall@10", "ndcg@10")}
-    return metrics, cis, eval_s
+    return metrics, cis, eval_s, res
 
 
 def parse_sets(pairs: list[str]) -> dict[str, Any]:
@@ -143,13 +161,73 @@ def parse_sets(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def grid(pairs: list[str]) -> list[dict[str, Any]]:
+    """`KEY=V1,V2` strings -> every combination as a dict (JSON-parsed values); [{}] when empty."""
+    import itertools
+
+    keys, values = [], []
+    for p in pairs:
+        k, _, v = p.partition("=")
+        if not k or not v:
+            raise SystemExit(f"--select {p!r}: expected KEY=V1,V2 (e.g. --select dropout=0.2,0.3)")
+        keys.append(k)
+        values.append([parse_sets([f"x={x}"])["x"] for x in v.split(",")])
+    return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
+
+
+def train_point(args, ds, split, point: dict[str, Any]) -> dict[str, Any]:
+    """Build codes and train one model for one selection point; returns the model, its codes info and timing."""
+    from semrec.models.base import get_model_class
+
+    code_opt = {k[6:]: v for k, v in point.items() if k.startswith("codes.")}
+    levels = int(code_opt.get("levels", args.levels or (32 if args.tokenizer == "set-pq" else 3)))
+    codebook = int(code_opt.get("codebook", args.codebook))
+    cf_weight = float(code_opt.get("cf_weight", args.cf_weight))
+    variant = "" if args.codes == "text" else f"cf{cf_weight:g}"
+    variant += "-balanced" if args.balanced else ""
+    if args.tokenizer == "set-pq" or levels != 3 or codebook != 256:
+        variant += f"-{args.tokenizer}-{levels}x{codebook}"
+    codes, code_info = cached_codes(ds, args.name, variant.strip("-"), balanced=args.balanced, tokenizer=args.tokenizer,
+                                    levels=levels, codebook=codebook,
+                                    cf=split.train if args.codes == "text+cf" else None, cf_weight=cf_weight)
+    overrides = {"device": args.device, "train.max_train_seconds": args.max_train_minutes * 60}
+    if args.epochs:
+        overrides["train.epochs"] = args.epochs
+    overrides |= parse_sets(args.set) | {k: v for k, v in point.items() if not k.startswith("codes.")}
+    model = get_model_class(args.model)(ds.n_items, codes=codes, **overrides)
+    t0, c0, load0 = time.perf_counter(), time.process_time(), os.getloadavg()
+    model.fit(split.train, split.valid)
+    h = model.history
+    return {"model": model, "codes_info": code_info, "train_s": time.perf_counter() - t0,
+            "cpu_s": time.process_time() - c0, "load0": load0,
+            "point": {"set": point, "valid_ndcg@10": h.best_score, "best_epoch": h.best_epoch, "epochs": h.epochs,
+                      "stop_reason": h.stop_reason, "train_s": round(time.perf_counter() - t0, 1),
+                      "cpu_s": round(time.process_time() - c0, 1),
+                      "valid_curve": [r["valid"]["ndcg@10"] for r in h.records if "valid" in r]}}
+
+
+def paired_vs(res, path: str | None) -> dict[str, Any]:
+    """Paired comparison of NDCG@10 with a saved `semrec evaluate` result (the SASRec ce run) on the same rows."""
+    if not path:
+        return {}
+    from semrec.evaluation import EvalResult
+    from semrec.evaluation.significance import compare
+
+    row = compare(EvalResult.load(path), res, metrics=["ndcg@10"])[0]
+    return {"p_value_vs_sasrec_ce": row["p_ttest"], "p_wilcoxon_vs_sasrec_ce": row["p_wilcoxon"],
+            "delta_ndcg@10_vs_sasrec_ce": round(row["delta"], 5), "sasrec_ce_result": path,
+            "sasrec_ce_ndcg@10": round(row["a"], 5)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="beauty", choices=[*S3REC, "scientific", "synthetic"])
-    ap.add_argument("--model", default="tiger-decoder", choices=["tiger", "tiger-decoder", "tiger-hier", "tiger-set"])
-    ap.add_argument("--max-train-minutes", type=float, default=55.0)
+    ap.add_argument("--data", default=None, help="a `semrec data import` folder with text fields (instead of --dataset)")
+    ap.add_argument("--model", default="tiger-hier", choices=["tiger", "tiger-decoder", "tiger-hier", "tiger-set"])
+    ap.add_argument("--max-train-minutes", type=float, default=30.0, help="wall-clock training budget per point")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--set", nargs="*", default=[], help="config overrides key=value (JSON values)")
+    ap.add_argument("--select", nargs="*", default=[], help="validation grid KEY=V1,V2 (see above)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--tag", default=None)
@@ -161,61 +239,43 @@ def main() -> None:
                     help="rq-kmeans: hierarchical codes (trie decoding); set-pq: independent digits (tiger-set)")
     ap.add_argument("--levels", type=int, default=None, help="levels / digits (default 3 for rq-kmeans, 32 for set-pq)")
     ap.add_argument("--codebook", type=int, default=256)
+    ap.add_argument("--vs", default=None, help="saved test EvalResult folder of SASRec ce for a paired test")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     from semrec.data import leave_one_out
-    from semrec.models.base import get_model_class
 
     t_all = time.perf_counter()
-    ds = load_dataset(args.dataset)
+    args.name = Path(args.data).name if args.data else args.dataset
+    ds = load_dataset(args.dataset, args.data)
     split = leave_one_out(ds)
-    code_variant = "" if args.codes == "text" else f"cf{args.cf_weight:g}"
-    code_variant += "-balanced" if args.balanced else ""
-    levels = args.levels or (32 if args.tokenizer == "set-pq" else 3)
-    if args.tokenizer == "set-pq" or levels != 3 or args.codebook != 256:
-        code_variant += f"-{args.tokenizer}-{levels}x{args.codebook}"
-    codes, code_info = cached_codes(ds, args.dataset, code_variant.strip("-"), balanced=args.balanced,
-                                    tokenizer=args.tokenizer, levels=levels, codebook=args.codebook,
-                                    cf=split.train if args.codes == "text+cf" else None, cf_weight=args.cf_weight)
-    shared_loop = args.model in ("tiger-hier", "tiger-set")  # trained by semrec.training (validation early stopping)
-    prefix = "train." if shared_loop else ""
-    overrides = {"device": args.device, f"{prefix}max_train_seconds": args.max_train_minutes * 60}
-    if args.epochs:
-        overrides[f"{prefix}epochs"] = args.epochs
-    overrides |= parse_sets(args.set)
-    model = get_model_class(args.model)(ds.n_items, codes=codes, **overrides)
-    load0 = os.getloadavg()
-    t0 = time.perf_counter()
-    model.fit(split.train, split.valid) if shared_loop else model.fit(split.train)
-    train_s = time.perf_counter() - t0
-    if shared_loop:  # the same fields the TIGER models record, from the shared loop's history
-        recs = model.history.records
-        model.config.history = {"loss": [r["loss"] for r in recs], "epoch_s": [r["epoch_s"] for r in recs],
-                                "valid_ndcg@10": [r["valid"]["ndcg@10"] for r in recs if "valid" in r],
-                                "best_epoch": model.history.best_epoch, "stop_reason": model.history.stop_reason}
-    out = RUNS / args.dataset / f"{args.model}{'_' + args.tag if args.tag else ''}"
+    runs = [train_point(args, ds, split, p) for p in grid(args.select)]
+    best = max(runs, key=lambda r: r["point"]["valid_ndcg@10"])
+    model, hist = best["model"], best["model"].history
+    out = RUNS / args.name / f"{args.model}{'_' + args.tag if args.tag else ''}"
     model.save(out)
-    metrics, cis, eval_s = evaluate_with_ci(model, split.test, split.train)
-    hist = model.config.history
-    print(f"{args.dataset} {args.model}: {metrics}  train {train_s / 60:.1f} min, {len(hist['loss'])} epochs")
+    metrics, cis, eval_s, res = evaluate_with_ci(model, split.test, split.train)
+    res.save(out.parent / f"{out.name}.test-eval")
+    print(f"{args.name} {args.model}: {metrics}  train {best['train_s'] / 60:.1f} min, {hist.epochs} epochs")
     import dataclasses
 
-    settings = {k: v for k, v in dataclasses.asdict(model.config).items() if k != "history"}
-    settings.get("train", {}).pop("history", None)
+    settings = dataclasses.asdict(model.config)
     settings |= {"protocol": "leave-one-out, full ranking", "exclude_history": False, "split": "test",
-                 "codes": code_info, "tokenizer": "set-pq" if args.tokenizer == "set-pq" else "rq-kmeans",
-                 "train_pairs": "every (last <= 20 items -> next item) of the training sequences"}
+                 "codes": best["codes_info"], "tokenizer": "set-pq" if args.tokenizer == "set-pq" else "rq-kmeans",
+                 "data": args.data or args.dataset,
+                 "train_pairs": f"every (last <= {model.config.max_history} items -> next item) of the training sequences"}
     variant = (args.model.replace("tiger-", "") if args.model != "tiger" else "enc-dec") + (f"-{args.tag}" if args.tag else "")
-    record("generative", dataset=args.dataset, model="tiger", variant=variant, split="test", metrics=metrics,
-           timing={"wall_s": round(time.perf_counter() - t_all, 1), "train_s": round(train_s, 1),
-                   "epoch_s": round(float(np.mean(hist["epoch_s"])), 1), "eval_s": round(eval_s, 1)},
+    recs = hist.records
+    record("generative", dataset=args.name, model="tiger", variant=variant, split="test", metrics=metrics,
+           timing={"wall_s": round(time.perf_counter() - t_all, 1), "train_s": round(best["train_s"], 1),
+                   "cpu_s": round(best["cpu_s"], 1), "epoch_s": round(hist.epoch_s, 1), "eval_s": round(eval_s, 1)},
            settings=settings, device=args.device,
-           extra={"ci95": cis, "epochs_done": len(hist["loss"]), "loss": [round(x, 4) for x in hist["loss"]],
-                  "loadavg_start": [round(x, 2) for x in load0], "loadavg_end": [round(x, 2) for x in os.getloadavg()],
-                  "threads": torch.get_num_threads(), "model_dir": str(out.relative_to(RUNS.parent.parent)),
-                  **({"valid_ndcg@10": model.history.best_score, "best_epoch": model.history.best_epoch,
-                      "valid_curve": hist["valid_ndcg@10"]} if shared_loop else {})})
+           extra={"ci95": cis, "epochs_done": hist.epochs, "loss": [round(r["loss"], 4) for r in recs],
+                  "valid_ndcg@10": hist.best_score, "best_epoch": hist.best_epoch, "stop_reason": hist.stop_reason,
+                  "selection": [r["point"] for r in runs], "selected": best["point"]["set"],
+                  "loadavg_start": [round(x, 2) for x in best["load0"]],
+                  "loadavg_end": [round(x, 2) for x in os.getloadavg()], "threads": torch.get_num_threads(),
+                  "model_dir": str(out.relative_to(RUNS.parent.parent)), **paired_vs(res, args.vs)})
     write_results_md()
 
 

@@ -41,6 +41,8 @@ class TigerSetConfig:
     dropout: float = 0.2
     max_history: int = 20
     id_input: bool = False  # add a learned per-item vector to the item input (zero for items never trained)
+    item_loss: float = 0.0  # weight of an item-level sampled softmax over summed digit logits (0 = digits only)
+    item_negatives: int = 256  # uniformly sampled catalogue items per batch for `item_loss`
     score_batch: int = 512  # users per exact-scoring batch
     device: str = "cpu"
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
@@ -53,6 +55,8 @@ class TigerSetConfig:
             raise ConfigError("tiger-set: layers, sizes, max_history and score_batch must be >= 1")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"tiger-set: dropout must be in [0, 1), got {self.dropout}")
+        if self.item_loss < 0 or self.item_negatives < 1:
+            raise ConfigError("tiger-set: item_loss must be >= 0 and item_negatives >= 1")
 
 
 class TigerSetNet(nn.Module):
@@ -61,6 +65,7 @@ class TigerSetNet(nn.Module):
     def __init__(self, cfg: TigerSetConfig, n_digits: int, codebook: int, n_items: int):
         super().__init__()
         self.m, self.k, d = n_digits, codebook, cfg.d_model
+        self.item_loss, self.item_negatives = cfg.item_loss, cfg.item_negatives
         self.emb = nn.Embedding(n_digits * codebook + 1, d, padding_idx=0)
         self.pos = nn.Embedding(cfg.max_history, d)
         self.blocks = nn.ModuleList([Block(d, cfg.n_heads, cfg.d_head, cfg.d_ff, cfg.dropout)
@@ -103,14 +108,27 @@ class TigerSetNet(nn.Module):
         hj = h[:, None] + torch.einsum("nd,mde->nme", h, self.head)
         return torch.einsum("nme,mke->nmk", hj, self.emb.weight[1:].view(self.m, self.k, -1))
 
-    def forward(self, codes: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Mean per-digit cross-entropy of every next item in start-aligned windows: codes (B, T, m), items (B, T)."""
+    def forward(self, codes: torch.Tensor, items: torch.Tensor, catalogue: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean per-digit cross-entropy of every next item in start-aligned windows: codes (B, T, m), items (B, T);
+        plus `item_loss` x an item-level sampled softmax (summed digit logits of the target against
+        `item_negatives` uniform catalogue items; `catalogue` = the (n_items, m) code table)."""
         b, t, _ = codes.shape
         pos = torch.arange(t - 1, device=codes.device).expand(b, t - 1)
         h = self.states(codes[:, :-1], items[:, :-1], pos, None)
         has = items[:, 1:] >= 0
         logits = self.digit_logits(self.drop(h[has]))
-        return F.cross_entropy(logits.reshape(-1, self.k), codes[:, 1:][has].reshape(-1))
+        target = codes[:, 1:][has]
+        loss = F.cross_entropy(logits.reshape(-1, self.k), target.reshape(-1))
+        if self.item_loss > 0 and catalogue is not None:
+            off = torch.arange(self.m, device=codes.device) * self.k
+            neg = torch.randint(0, len(catalogue), (self.item_negatives,), device=codes.device)
+            flat = logits.flatten(1)  # (N, m*K)
+            pos_s = flat.gather(1, target + off).sum(1, keepdim=True)
+            neg_s = item_scores(flat.view_as(logits), catalogue[neg] + off)  # (N, S)
+            neg_s = neg_s.masked_fill(neg[None, :] == items[:, 1:][has][:, None], -math.inf)  # accidental hits
+            item_ce = -F.log_softmax(torch.cat([pos_s, neg_s], 1), 1)[:, 0].mean()
+            loss = loss + self.item_loss * item_ce
+        return loss
 
     def last_state(self, codes: torch.Tensor, items: torch.Tensor | None) -> torch.Tensor:
         """(B, H, m) left-padded history codes -> (B, d) state after the last item."""
@@ -193,7 +211,7 @@ class TigerSet(TorchRecommender):
         return torch.where(items[..., None] >= 0, codes[items.clamp(min=0)], -1)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.module(self.history_codes(batch["items"]), batch["items"])
+        return self.module(self.history_codes(batch["items"]), batch["items"], self.codes_tensor(batch["items"].device))
 
     # ------------------------------------------------------------------ scoring
     @property
