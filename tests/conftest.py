@@ -41,3 +41,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def serving_sasrec(tmp_path_factory):
+    """(root, dataset, run folder) of a small SASRec run the serving tests share (each test keeps its own state)."""
+    import torch
+
+    from tests import serving_runs
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("serving-sasrec")
+    ds = serving_runs.build_dataset(root)
+    return root, ds, serving_runs.build_sasrec(root, ds)

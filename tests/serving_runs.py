@@ -52,12 +52,12 @@ def build_ids(root: Path, ds) -> Path:
 
 
 def build_tiger_hier(root: Path, ds, ids: Path) -> Path:
-    """A small tiger-hier run over those codes (a few epochs: enough to learn the synthetic routines)."""
+    """A small tiger-hier run over those codes (30 epochs: enough to learn the synthetic routines)."""
     from semrec.data import leave_one_out
     from semrec.training.run import build_model, train_run
 
     model = build_model("tiger-hier", ds.n_items, overrides={
-        "codes_path": str(ids), "d_model": 64, "d_ff": 128, "n_heads": 2, "beam": 20, "train.epochs": 8,
+        "codes_path": str(ids), "d_model": 64, "d_ff": 128, "n_heads": 2, "beam": 20, "train.epochs": 30,
         "train.eval_every": 100, "train.progress": False, "train.num_threads": 1, "train.batch_size": 64})
     train_run(model, leave_one_out(ds), root / "tiger-hier", dataset=ds, progress=False,
               provenance={"data": str(root / "dataset")})
@@ -69,3 +69,16 @@ def similar_history(ds, product_type: str, n: int = 4) -> list[str]:
     titles = ds.items["title"].to_numpy().astype(str)
     rows = np.flatnonzero(np.char.find(np.char.lower(titles), product_type) >= 0)[:n]
     return ds.items["item_id"].to_numpy()[rows].tolist()
+
+
+def build_text_seq(root: Path, ds) -> Path:
+    """A text-seq run over the same text vectors (10 epochs): scores items, new ones too, from their text."""
+    from semrec.data import leave_one_out
+    from semrec.training.run import build_model, train_run
+
+    model = build_model("text-seq", ds.n_items, overrides={
+        "vectors_path": str(root / "text.safetensors"), "max_len": 20, "train.epochs": 10, "train.progress": False,
+        "train.num_threads": 1, "train.batch_size": 64})
+    train_run(model, leave_one_out(ds), root / "text-seq", dataset=ds, progress=False,
+              provenance={"data": str(root / "dataset")})
+    return root / "text-seq"

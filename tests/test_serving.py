@@ -22,13 +22,8 @@ KEY = "test-key"
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    import torch
-
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("serving")
-    ds = serving_runs.build_dataset(root)
-    return root, ds, serving_runs.build_sasrec(root, ds)
+def runs(serving_sasrec):
+    return serving_sasrec
 
 
 @pytest.fixture

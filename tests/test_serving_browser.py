@@ -14,8 +14,6 @@ import time
 
 import pytest
 
-from tests import serving_runs
-
 REQUIRED = os.environ.get("SEMREC_REQUIRE_BROWSER", "") not in ("", "0")
 KEY = "browser-key"
 
@@ -49,16 +47,13 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    import torch
+def server(serving_sasrec, tmp_path_factory):
     import uvicorn
 
     from semrec.serving import Engine, create_app
 
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("browser")
-    ds = serving_runs.build_dataset(root)
-    engine = Engine.from_run(serving_runs.build_sasrec(root, ds), state_dir=root / "state")
+    _, ds, run = serving_sasrec
+    engine = Engine.from_run(run, state_dir=tmp_path_factory.mktemp("browser-state"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -192,6 +192,9 @@ def create_app(engine: Engine, api_key: str | None = None, max_batch: int = 64,
               summary="Add items (recommendable at once by models that score unseen items)",
               responses={400: {"model": S.ErrorResponse}, 401: {"model": S.ErrorResponse}})
     def add_items(req: S.AddItemsRequest) -> S.AddItemsResponse:
+        reserved = {k for it in req.items for k in it.attributes} & {"item_id", "item_idx"}
+        if reserved:
+            raise HTTPException(400, f"attribute name(s) {sorted(reserved)} are reserved: give the id as item_id")
         rows = [{"item_id": it.item_id, **it.attributes} for it in req.items]
         out = engine.add_items(rows)
         return S.AddItemsResponse(items=[S.AddedItem(**o) for o in out], catalogue_size=cat.n_active,

@@ -21,7 +21,9 @@ MAX_QUERY_WORDS = 12
 def _to_lower_sentences(items: pl.DataFrame, fields: list[str]) -> pl.Series:
     from semrec.data.sentences import item_sentences
 
-    names = [f for f in fields if f in items.columns] or [c for c in items.columns if c not in ("item_idx",)]
+    names = [f for f in fields if f in items.columns]
+    if not names:  # none of the text fields: the id alone is searchable
+        return items["item_id"].cast(pl.Utf8).str.to_lowercase().alias("search")
     text = pl.Series("t", item_sentences(items, names), dtype=pl.Utf8)
     return (items["item_id"].cast(pl.Utf8) + " " + text.fill_null("")).str.to_lowercase().alias("search")
 

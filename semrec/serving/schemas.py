@@ -18,6 +18,8 @@ MAX_TEXT = 2000  # characters of one attribute value or query
 MAX_BODY_BYTES = 1 << 20  # request bodies larger than this get 413
 
 ItemId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+# attribute (column) names: letters, digits, _ . - and inner spaces, so they are safe as table columns and in sentences
+FieldName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_ .-]{0,63}$")]
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT)]
 Scalar = Union[Annotated[str, StringConstraints(max_length=200)], int, float, bool]
 
@@ -42,7 +44,7 @@ class RecommendRequest(_Strict):
     k: int = Field(10, ge=1, le=MAX_K, description="How many items to return.")
     exclude_seen: bool = Field(False, description="Never return items of the history.")
     query: Text | None = Field(None, description="Only items whose id or text contains every word of this query.")
-    filter: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], FilterValue] | None = Field(
+    filter: dict[FieldName, FilterValue] | None = Field(
         None, max_length=16, description='Attribute constraints: {"brand": "OPI"}, {"brand": ["OPI", "Essie"]}, '
                                          '{"price": {"min": 5, "max": 20}}; list attributes match by contained text.')
 
@@ -76,7 +78,7 @@ class BatchResponse(BaseModel):
 
 class NewItem(_Strict):
     item_id: ItemId
-    attributes: dict[Annotated[str, StringConstraints(min_length=1, max_length=64)], AttributeValue] = Field(
+    attributes: dict[FieldName, AttributeValue] = Field(
         default_factory=dict, max_length=MAX_ATTRIBUTES,
         description="Attribute values, e.g. title, brand, categories: the run's text fields make the item's sentence.")
 
