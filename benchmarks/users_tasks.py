@@ -14,7 +14,7 @@
   query only (w = 1) and history + query (w chosen on validation) on test, R@10 / N@10 with paired t-tests.
   The query is derived from the target's category, so this measures steering, not unaided prediction.
 
-    python benchmarks/users_tasks.py --task probe --threads 1
+    python benchmarks/users_tasks.py --task probe --budget 100 --instruct-budget 240 --threads 1
     python benchmarks/users_tasks.py --task query --dataset beauty --threads 1 --budget 600
 """
 
@@ -44,6 +44,7 @@ from semrec.users import expand_segment  # noqa: E402
 
 BENCH = "users"
 ATTRS = {"gender": "gender", "age": "age", "occupation": "occupation"}
+PROBE_CS = [0.001, 0.01, 0.1, 1.0]  # probe regularisation, chosen per training fold by inner 3-fold CV
 
 
 def loadavg() -> list[float]:
@@ -76,7 +77,7 @@ def probe_scores(x: Any, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray
     """Mean macro-F1 and (one-vs-rest macro) AUC of a logistic-regression probe over the CV folds.
     `fold_x[f]` replaces `x` for fold f (vectors from a model trained on that fold)."""
     from scipy.sparse import issparse
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegressionCV
     from sklearn.metrics import f1_score, roc_auc_score
     from sklearn.preprocessing import StandardScaler
 
@@ -87,7 +88,7 @@ def probe_scores(x: Any, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray
         if not issparse(xf):
             scaler = StandardScaler().fit(xtr)
             xtr, xte = scaler.transform(xtr), scaler.transform(xte)
-        clf = LogisticRegression(C=1.0, max_iter=3000).fit(xtr, y[tr])
+        clf = LogisticRegressionCV(Cs=PROBE_CS, cv=3, scoring="neg_log_loss", max_iter=3000).fit(xtr, y[tr])
         proba = clf.predict_proba(xte)
         f1s.append(f1_score(y[te], clf.classes_[proba.argmax(1)], average="macro"))
         if len(clf.classes_) == 2:
@@ -106,6 +107,36 @@ def train_model(name: str, split: Any, budget: float, **opts: Any) -> Any:
     return model.fit(split.train, split.valid)
 
 
+def ml_vectors(args: argparse.Namespace, ds: Any, split: Any, folds: list) -> dict[str, Any]:
+    """SASRec, user-text and per-fold instruction-aware vectors of every ML-100K user (histories before the test
+    item), cached in `--cache` so the probe and the look-alike task use the very same models."""
+    cache = args.cache / f"ml-100k-vectors-b{int(args.budget)}-ib{int(args.instruct_budget)}.npz"
+    if cache.exists():
+        with np.load(cache) as z:
+            return {k: z[k] for k in z.files}
+    hist = split.test.histories
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        ds.save(Path(tmp) / "ml")
+        t0 = time.perf_counter()
+        out["sasrec"] = train_model("sasrec", split, args.budget, loss="ce", dropout=0.3).embed_users(hist)
+        out["user-text"] = train_model("user-text", split, args.budget, dataset=str(Path(tmp) / "ml")).embed_users(hist)
+        for f, (tr, _) in enumerate(folds):  # one instruction-aware model per fold, shared by the attributes
+            model = get_model_class("user-text")(split.n_items, dataset=str(Path(tmp) / "ml"),
+                                                 max_train_seconds=args.instruct_budget, progress=False,
+                                                 batch_size=64, tasks_per_batch=4, tasks=dataset_tasks(ds, users=tr))
+            model.fit(split.train, split.valid)
+            out[f"instruct-unconditioned-{f}"] = model.embed_users(hist)
+            for task in model.tasks:
+                if task.name in ATTRS:
+                    out[f"instruct-{task.name}-{f}"] = model.embed_users(hist, task.instruction)
+            print(f"fold {f} trained", flush=True)
+        out["train_s"] = np.array(time.perf_counter() - t0)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, **out)
+    return out
+
+
 def run_probe(args: argparse.Namespace) -> None:
     from sklearn.metrics import f1_score
     from sklearn.model_selection import KFold
@@ -114,66 +145,56 @@ def run_probe(args: argparse.Namespace) -> None:
     hist = split.test.histories  # everything before each user's test item; row = user (all 943 users)
     assert np.array_equal(split.test.users, np.arange(ds.n_users))
     folds = list(KFold(5, shuffle=True, random_state=0).split(np.zeros(ds.n_users)))  # same folds for every attribute
-    with tempfile.TemporaryDirectory() as tmp:
-        ds.save(Path(tmp) / "ml")
-        t0 = time.perf_counter()
-        sasrec = train_model("sasrec", split, args.budget, loss="ce", dropout=0.3, max_len=50).embed_users(hist)
-        plain_vecs = train_model("user-text", split, args.budget, dataset=str(Path(tmp) / "ml")).embed_users(hist)
-        base_s = time.perf_counter() - t0
-        per_fold: dict[str, list] = {}
-        for f, (tr, _) in enumerate(folds):  # one instruction-aware model per fold, shared by the attributes
-            model = get_model_class("user-text")(split.n_items, dataset=str(Path(tmp) / "ml"),
-                                                 max_train_seconds=args.budget, progress=False, batch_size=64,
-                                                 tasks_per_batch=4, tasks=dataset_tasks(ds, users=tr))
-            model.fit(split.train, split.valid)
-            per_fold.setdefault("unconditioned", []).append(model.embed_users(hist))
-            for task in model.tasks:
-                if task.name in ATTRS:
-                    per_fold.setdefault(task.name, []).append(model.embed_users(hist, task.instruction))
-            print(f"fold {f} trained", flush=True)
-        for attr in ATTRS:
-            y = labels_of(ds, attr)
-            maj_f1 = float(np.mean([f1_score(y[te], np.full(len(te), np.bincount(y[tr]).argmax()), average="macro")
-                                    for tr, te in folds]))
-            rows = {"majority": {"macro_f1": maj_f1, "auc": 0.5},
-                    "bag-of-items": probe_scores(bag_of_items(hist, ds.n_items), y, folds),
-                    "sasrec": probe_scores(sasrec, y, folds),
-                    "user-text": probe_scores(plain_vecs, y, folds)}
-            rows["user-text-instruct/unconditioned"] = probe_scores(None, y, folds, per_fold["unconditioned"])
-            rows["user-text-instruct/instruction"] = probe_scores(None, y, folds, per_fold[attr])
-            for variant, m in rows.items():
-                extra = {"task": f"probe-{attr}", "loadavg": loadavg(), **{k: v for k, v in m.items()
-                                                                           if k.endswith("folds")}}
-                if variant not in ("majority", "bag-of-items"):
-                    extra |= {"beats_majority": bool(m["macro_f1"] > maj_f1 and m["auc"] > 0.5),
-                              "beats_bag_of_items": bool(m["macro_f1"] > rows["bag-of-items"]["macro_f1"]
-                                                         and m["auc"] > rows["bag-of-items"]["auc"]),
-                              "majority_macro_f1": round(maj_f1, 4),
-                              "bag_of_items_macro_f1": round(rows["bag-of-items"]["macro_f1"], 4),
-                              "bag_of_items_auc": round(rows["bag-of-items"]["auc"], 4)}
-                if variant == "user-text-instruct/instruction":
-                    un = rows["user-text-instruct/unconditioned"]
-                    extra["beats_unconditioned"] = bool(m["macro_f1"] > un["macro_f1"] and m["auc"] > un["auc"])
-                record(BENCH, dataset="ml-100k", model=variant.split("/")[0], variant=variant.split("/")[-1],
-                       split="cv5", metrics={"macro_f1": round(m["macro_f1"], 4), "auc": round(m["auc"], 4)},
-                       timing={"base_models_s": round(base_s, 1)},
-                       settings={"probe": "logistic regression, C=1, standardised, 5-fold user CV (KFold, shuffled, seed 0)",
-                                 "history": "all items before each user's test item", "budget_s": args.budget,
-                                 "instruct_model": "user-text, batch 64, all 4 tasks per batch (top-genre, gender, "
-                                                   "age, occupation; attributes of the training fold only)",
-                                 "labels": "age in ML-1M bands" if attr == "age" else attr},
-                       extra=extra, name=f"probe-{attr}_ml-100k_{variant.replace('/', '-')}")
-                print(attr, variant, {k: round(v, 4) for k, v in m.items() if isinstance(v, float)}, flush=True)
+    vec = ml_vectors(args, ds, split, folds)
+    base_s = float(vec["train_s"])
+    for attr in ATTRS:
+        y = labels_of(ds, attr)
+        maj_f1 = float(np.mean([f1_score(y[te], np.full(len(te), np.bincount(y[tr]).argmax()), average="macro")
+                                for tr, te in folds]))
+        rows = {"majority": {"macro_f1": maj_f1, "auc": 0.5},
+                "bag-of-items": probe_scores(bag_of_items(hist, ds.n_items), y, folds),
+                "sasrec": probe_scores(vec["sasrec"], y, folds),
+                "user-text": probe_scores(vec["user-text"], y, folds)}
+        rows["user-text-instruct/unconditioned"] = probe_scores(
+            None, y, folds, [vec[f"instruct-unconditioned-{f}"] for f in range(len(folds))])
+        rows["user-text-instruct/instruction"] = probe_scores(
+            None, y, folds, [vec[f"instruct-{attr}-{f}"] for f in range(len(folds))])
+        for variant, m in rows.items():
+            extra = {"task": f"probe-{attr}", "loadavg": loadavg(), **{k: v for k, v in m.items()
+                                                                       if k.endswith("folds")}}
+            if variant not in ("majority", "bag-of-items"):
+                extra |= {"beats_majority": bool(m["macro_f1"] > maj_f1 and m["auc"] > 0.5),
+                          "beats_bag_of_items": bool(m["macro_f1"] > rows["bag-of-items"]["macro_f1"]
+                                                     and m["auc"] > rows["bag-of-items"]["auc"]),
+                          "majority_macro_f1": round(maj_f1, 4),
+                          "bag_of_items_macro_f1": round(rows["bag-of-items"]["macro_f1"], 4),
+                          "bag_of_items_auc": round(rows["bag-of-items"]["auc"], 4)}
+            if variant == "user-text-instruct/instruction":
+                un = rows["user-text-instruct/unconditioned"]
+                extra["beats_unconditioned"] = bool(m["macro_f1"] > un["macro_f1"] and m["auc"] > un["auc"])
+            record(BENCH, dataset="ml-100k", model=variant.split("/")[0], variant=variant.split("/")[-1],
+                   split="cv5", metrics={"macro_f1": round(m["macro_f1"], 4), "auc": round(m["auc"], 4)},
+                   timing={"train_all_models_s": round(base_s, 1)},
+                   settings={"probe": "logistic regression, standardised, C in PROBE_CS chosen by inner 3-fold CV "
+                                      "(log-loss) on the training fold; 5-fold user CV (KFold, shuffled, seed 0)",
+                             "probe_cs": PROBE_CS,
+                             "history": "all items before each user's test item", "budget_s": args.budget,
+                             "instruct_budget_s": args.instruct_budget,
+                             "instruct_model": "user-text, batch 64, all 4 tasks per batch (top-genre, gender, "
+                                               "age, occupation; attributes of the training fold only)",
+                             "labels": "age in ML-1M bands" if attr == "age" else attr},
+                   extra=extra, name=f"probe-{attr}_ml-100k_{variant.replace('/', '-')}")
+            print(attr, variant, {k: round(v, 4) for k, v in m.items() if isinstance(v, float)}, flush=True)
 
 
 def run_lookalike(args: argparse.Namespace) -> None:
+    from sklearn.model_selection import KFold
+
     ds, split = movielens()
     hist = split.test.histories
-    with tempfile.TemporaryDirectory() as tmp:
-        ds.save(Path(tmp) / "ml")
-        vecs = {"sasrec": train_model("sasrec", split, args.budget, loss="ce", dropout=0.3).embed_users(hist),
-                "user-text": train_model("user-text", split, args.budget, dataset=str(Path(tmp) / "ml")
-                                         ).embed_users(hist)}
+    folds = list(KFold(5, shuffle=True, random_state=0).split(np.zeros(ds.n_users)))
+    cached = ml_vectors(args, ds, split, folds)  # the probe's models (no attribute supervision in these two)
+    vecs = {"sasrec": cached["sasrec"], "user-text": cached["user-text"]}
     vecs["bag-of-items"] = bag_of_items(hist, ds.n_items).toarray().astype(np.float32)
     occ = np.asarray(ds.users["occupation"].to_list())
     names, counts = np.unique(occ, return_counts=True)
@@ -255,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task", choices=("probe", "lookalike", "query"), required=True)
     p.add_argument("--dataset", choices=("beauty", "scientific"), default="beauty")
     p.add_argument("--budget", type=float, default=120.0, help="training seconds per model")
+    p.add_argument("--instruct-budget", type=float, default=240.0, help="probe: seconds per instruction-aware model")
+    p.add_argument("--cache", type=Path, default=Path("/tmp/semrec-users-bench"), help="cached ML-100K vectors")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
