@@ -207,12 +207,14 @@ def run_lookalike(args: argparse.Namespace) -> None:
             prec = [float((occ[expand_segment(v, s, 50)[0]] == n).mean()) for s in seeds_list]
             per[n] = {"precision@50": round(float(np.mean(prec)), 4),
                       "random_precision@50": round(float(((occ == n).sum() - 20) / (len(occ) - 20)), 4)}
-        p, r = np.mean([x["precision@50"] for x in per.values()]), np.mean([x["random_precision@50"] for x in per.values()])
+        p = np.mean([x["precision@50"] for x in per.values()])
+        r = np.mean([x["random_precision@50"] for x in per.values()])
         record(BENCH, dataset="ml-100k", model=model, variant="centroid", split=None,
                metrics={"precision@50": round(float(p), 4)},
                settings={"seed_size": 20, "k": 50, "draws_per_occupation": 10, "min_occupation_users": 40,
                          "expansion": "cosine to the seed centroid", "budget_s": args.budget},
-               extra={"task": "lookalike", "precision@50": round(float(p), 4), "random_precision@50": round(float(r), 4),
+               extra={"task": "lookalike", "precision@50": round(float(p), 4),
+                      "random_precision@50": round(float(r), 4),
                       "lift": round(float(p / r), 2), "per_occupation": per, "loadavg": loadavg()},
                name=f"lookalike_ml-100k_{model}")
         print(model, round(float(p), 4), "random", round(float(r), 4), flush=True)
@@ -249,7 +251,8 @@ def run_query(args: argparse.Namespace) -> None:
     best = max((w for w in grid if 0 < w < 1), key=lambda w: valid[w])
     test = {name: per_user(split.test, w) for name, w in (("history", 0.0), ("query", 1.0), ("history+query", best))}
     for name, (rec, ndcg) in test.items():
-        extra: dict[str, Any] = {"task": "query", "query_weight": 0.0 if name == "history" else 1.0 if name == "query" else best,
+        weight = {"history": 0.0, "query": 1.0}.get(name, best)
+        extra: dict[str, Any] = {"task": "query", "query_weight": weight,
                                  "valid_ndcg@10_by_weight": {str(k): round(float(v), 4) for k, v in valid.items()},
                                  "query_source": "the held-out (target) item's category path: measures steering "
                                                  "toward a stated intent, not unaided prediction",
@@ -266,7 +269,8 @@ def run_query(args: argparse.Namespace) -> None:
                metrics={"recall@10": round(float(rec.mean()), 4), "ndcg@10": round(float(ndcg.mean()), 4)},
                timing={"fit_s": round(fit_s, 1)},
                settings={"budget_s": args.budget, "exclude_history": False, "full_ranking": True,
-                         "weight_grid": grid, "weight_chosen_on": "validation ndcg@10 (query = validation target's path)"},
+                         "weight_grid": grid,
+                         "weight_chosen_on": "validation ndcg@10 (query = validation target's path)"},
                extra=extra, name=f"query_{args.dataset}_user-text_{name.replace('+', '-')}")
         print(args.dataset, name, round(float(rec.mean()), 4), round(float(ndcg.mean()), 4), flush=True)
 

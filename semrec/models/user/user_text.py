@@ -148,7 +148,8 @@ class UserText(TorchRecommender):
                 raise ConfigError(f"dataset {cfg.dataset} has no text fields (fix: --set fields='[\"title\"]')")
             vecs = self.encode_text(item_sentences(ds.items, names))
         else:
-            raise ConfigError("user-text needs item text: --set dataset=DATA_FOLDER or --set vectors_path=V.safetensors")
+            raise ConfigError("user-text needs item text (fix: --set dataset=DATA_FOLDER or "
+                              "--set vectors_path=V.safetensors)")
         if len(vecs) != self.n_items:
             raise ConfigError(f"user-text: {len(vecs)} item text vectors for {self.n_items} items "
                               "(fix: embed the dataset the model is trained on)")
