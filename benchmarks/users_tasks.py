@@ -44,7 +44,7 @@ from semrec.users import expand_segment  # noqa: E402
 
 BENCH = "users"
 ATTRS = {"gender": "gender", "age": "age", "occupation": "occupation"}
-PROBE_CS = [0.001, 0.01, 0.1, 1.0]  # probe regularisation, chosen per training fold by inner 3-fold CV
+PROBE_CS = [0.01, 0.1, 1.0]  # probe regularisation, chosen by inner 3-fold CV on training users
 
 
 def loadavg() -> list[float]:
@@ -75,31 +75,38 @@ def bag_of_items(hist: Sequences, n_items: int) -> Any:
 def probe_scores(x: Any, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], fold_x: list | None = None
                  ) -> dict[str, float]:
     """Mean macro-F1 and (one-vs-rest macro) AUC of a logistic-regression probe over the CV folds.
-    `fold_x[f]` replaces `x` for fold f (vectors from a model trained on that fold)."""
+    `fold_x[f]` replaces `x` for fold f (vectors from a model trained on that fold). C is chosen once, by inner
+    3-fold CV (log-loss) on the first fold's training users only (one choice per representation keeps it cheap)."""
     from scipy.sparse import issparse
-    from sklearn.linear_model import LogisticRegressionCV
+    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score, roc_auc_score
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    def probe(xf: Any, c: float) -> Any:
+        lr = LogisticRegression(C=c, max_iter=3000)
+        return lr if issparse(xf) else make_pipeline(StandardScaler(), lr)
+
+    x0, tr0 = (fold_x[0] if fold_x is not None else x), folds[0][0]
+    c = max(PROBE_CS, key=lambda c: cross_val_score(probe(x0, c), x0[tr0], y[tr0], cv=3, scoring="neg_log_loss").mean())
     f1s, aucs = [], []
     for f, (tr, te) in enumerate(folds):
         xf = fold_x[f] if fold_x is not None else x
-        xtr, xte = xf[tr], xf[te]
-        if not issparse(xf):
-            scaler = StandardScaler().fit(xtr)
-            xtr, xte = scaler.transform(xtr), scaler.transform(xte)
-        clf = LogisticRegressionCV(Cs=PROBE_CS, cv=3, scoring="neg_log_loss", max_iter=3000).fit(xtr, y[tr])
-        proba = clf.predict_proba(xte)
-        f1s.append(f1_score(y[te], clf.classes_[proba.argmax(1)], average="macro"))
-        if len(clf.classes_) == 2:
+        clf = probe(xf, c).fit(xf[tr], y[tr])
+        classes = clf.classes_
+        proba = clf.predict_proba(xf[te])
+        f1s.append(f1_score(y[te], classes[proba.argmax(1)], average="macro"))
+        if len(classes) == 2:
             aucs.append(roc_auc_score(y[te], proba[:, 1]))
         else:  # classes absent from the test fold (or the training fold) have no AUC: skip them
-            present = np.isin(clf.classes_, np.unique(y[te]))
-            keep = np.isin(y[te], clf.classes_[present])
+            present = np.isin(classes, np.unique(y[te]))
+            keep = np.isin(y[te], classes[present])
             p = proba[keep][:, present]
             aucs.append(roc_auc_score(y[te][keep], p / p.sum(1, keepdims=True), multi_class="ovr",
-                                      average="macro", labels=clf.classes_[present]))
-    return {"macro_f1": float(np.mean(f1s)), "auc": float(np.mean(aucs)), "macro_f1_folds": [round(v, 4) for v in f1s]}
+                                      average="macro", labels=classes[present]))
+    return {"macro_f1": float(np.mean(f1s)), "auc": float(np.mean(aucs)), "C": c,
+            "macro_f1_folds": [round(v, 4) for v in f1s]}
 
 
 def train_model(name: str, split: Any, budget: float, **opts: Any) -> Any:
@@ -161,7 +168,7 @@ def run_probe(args: argparse.Namespace) -> None:
             None, y, folds, [vec[f"instruct-{attr}-{f}"] for f in range(len(folds))])
         for variant, m in rows.items():
             extra = {"task": f"probe-{attr}", "loadavg": loadavg(), **{k: v for k, v in m.items()
-                                                                       if k.endswith("folds")}}
+                                                                       if k.endswith("folds") or k == "C"}}
             if variant not in ("majority", "bag-of-items"):
                 extra |= {"beats_majority": bool(m["macro_f1"] > maj_f1 and m["auc"] > 0.5),
                           "beats_bag_of_items": bool(m["macro_f1"] > rows["bag-of-items"]["macro_f1"]
@@ -176,7 +183,7 @@ def run_probe(args: argparse.Namespace) -> None:
                    split="cv5", metrics={"macro_f1": round(m["macro_f1"], 4), "auc": round(m["auc"], 4)},
                    timing={"train_all_models_s": round(base_s, 1)},
                    settings={"probe": "logistic regression, standardised, C in PROBE_CS chosen by inner 3-fold CV "
-                                      "(log-loss) on the training fold; 5-fold user CV (KFold, shuffled, seed 0)",
+                                      "(log-loss) on fold 0's training users; 5-fold user CV (KFold, shuffled, seed 0)",
                              "probe_cs": PROBE_CS,
                              "history": "all items before each user's test item", "budget_s": args.budget,
                              "instruct_budget_s": args.instruct_budget,
