@@ -105,3 +105,45 @@ def test_pq_kmeans_codes():
     assert np.array_equal(tok.encode(x[2:50]), tok.codes[2:50])  # fitted items keep their table codes
     part = eigen_allocation(np.linspace(3, 0.2, 24) ** 2, 6)
     assert np.bincount(part).tolist() == [4] * 6  # equal sub-space sizes
+
+
+def soft_model(tau: float, **kw):
+    from semrec.models.tiger_soft import TigerSoft
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((40, 12)).astype(np.float32)
+    opts = {"tau_end": kw.pop("tau_end", tau), "tau_start": tau} | TINY | kw  # tau_end first: it is checked <= tau_start
+    return TigerSoft(40, vectors=vectors, n_digits=4, codebook_size=6, **opts).build()
+
+
+def test_soft_ids_at_zero_temperature_equal_the_hard_code_model():
+    """UniGRec-style soft identifiers: at tau -> 0 the soft loss equals tiger-set's loss on the hard codes."""
+    soft = soft_model(1e-6, uniformity=0.0)
+    net = soft.module.eval()
+    net.tau = 1e-6
+    soft.refresh_codes()
+    hard = TigerSet(40, codes=soft.codes, **TINY).build()
+    hard.module.load_state_dict({k: v for k, v in net.state_dict().items() if k in hard.module.state_dict()})
+    win = torch.tensor([[3, 7, 1, 9, 2], [5, 6, 8, -1, -1]])
+    want = float(hard.module.eval()(hard.history_codes(win), win))
+    got = float(net(soft.history_codes(win), win))
+    assert abs(got - want) < 1e-5
+    net.tau = 1.0  # a warm temperature gives a different (soft) loss, and gradients reach the codebooks
+    loss = net.train()(soft.history_codes(win), win)
+    loss.backward()
+    assert abs(float(loss) - want) > 1e-3 and net.books.grad.abs().sum() > 0
+
+
+def test_soft_ids_anneal_to_hard_collision_free_codes(tmp_path, one_torch_thread):
+    rng = np.random.default_rng(0)
+    train = Sequences.from_lists([rng.integers(0, 40, rng.integers(3, 9)).tolist() for _ in range(60)])
+    model = soft_model(1.0, tau_end=0.01, anneal_fraction=0.5, **{"train.epochs": 4})
+    model.fit(train)
+    assert bool(model.module.hard) and not model.module.books.requires_grad
+    assert len(np.unique(model.codes, axis=0)) == 40  # hard, collision-free: every item its own identifier
+    raw, _ = model.module.hard_codes()  # the frozen codes are the trained codebooks' nearest codewords
+    assert (raw == model.codes).mean() > 0.9
+    items, scores = model.recommend(train.select(np.arange(3)), k=5)
+    model.save(tmp_path / "soft")
+    i2, s2 = Recommender.load(tmp_path / "soft").recommend(train.select(np.arange(3)), k=5)
+    assert np.array_equal(items, i2) and np.allclose(scores, s2, atol=1e-6)

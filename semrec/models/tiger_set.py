@@ -97,8 +97,9 @@ class TigerSetNet(nn.Module):
         return x
 
     def states(self, codes: torch.Tensor, items: torch.Tensor | None, pos: torch.Tensor,
-               mask: torch.Tensor | None) -> torch.Tensor:
-        x = self.drop(self.item_vectors(codes, items) + self.pos(pos))
+               mask: torch.Tensor | None, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Causal Transformer over the item vectors (from `codes`, or given as `x`) -> (B, T, d) states."""
+        x = self.drop((self.item_vectors(codes, items) if x is None else x) + self.pos(pos))
         for blk in self.blocks:
             x = blk(x, mask=mask, causal=mask is None)
         return self.ln(x)

@@ -1,0 +1,200 @@
+"""Soft identifiers trained end to end (UniGRec-style) on the parallel-digit model `tiger-set`.
+
+Each item keeps its continuous product-quantisation sub-vectors z_j (from `PQKMeans` on the item vectors), and
+its digit j is a distribution over codewords, q_j = softmax(-|z_j - c|^2 / (tau * s_j)) (s_j: the digit's mean
+quantisation error, so tau is scale-free). The codebooks are parameters trained jointly with the recommender
+on the recommendation loss: the history items enter as the q-weighted sum of digit embeddings, and every
+next item's digits are soft targets (cross-entropy against q). Two further terms:
+
+- annealed inference alignment: tau decays geometrically from `tau_start` to `tau_end` over the first
+  `anneal_fraction` of training (steps or the time budget); then the codes are frozen to hard codes
+  (nearest codeword, collisions reassigned in the last digit) and training continues on exactly the codes
+  that inference scores, so training and decoding agree;
+- codeword uniformity: `uniformity` x mean over digits of KL(mean assignment in the batch || uniform), against
+  codebook collapse.
+
+At tau -> 0, q is one-hot on the hard code and the loss equals `tiger-set`'s loss on those codes (pinned by
+tests). Not built here: UniGRec's dual collaborative distillation from a SASRec teacher.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from semrec.data.sequences import Sequences
+from semrec.errors import ConfigError
+from semrec.models.base import register
+from semrec.models.tiger_set import TigerSet, TigerSetConfig, TigerSetNet
+from semrec.semantic_ids.collisions import resolve
+
+
+@dataclass
+class TigerSoftConfig(TigerSetConfig):
+    """`tiger-set` options plus the soft-identifier schedule (UniGRec: soft -> hard, uniformity term)."""
+
+    vectors_path: str | None = None  # (n_items, dim) .npy item vectors (row = item_idx) to quantise
+    n_digits: int = 32
+    codebook_size: int = 256
+    tau_start: float = 1.0
+    tau_end: float = 0.05
+    anneal_fraction: float = 0.5  # share of training spent soft; hard codes after it
+    uniformity: float = 0.1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (0 < self.tau_end <= self.tau_start) or not 0 <= self.anneal_fraction <= 1 or self.uniformity < 0:
+            raise ConfigError("tiger-soft: need 0 < tau_end <= tau_start, anneal_fraction in [0, 1], uniformity >= 0")
+
+
+class TigerSoftNet(TigerSetNet):
+    """`TigerSetNet` + item sub-vectors (buffer), trainable codebooks, and a soft/hard switch."""
+
+    def __init__(self, cfg: TigerSoftConfig, n_items: int, z: torch.Tensor, books: torch.Tensor):
+        super().__init__(cfg, books.shape[0], books.shape[1], n_items)
+        self.register_buffer("z", z.clone())  # (n_items, m, sub)
+        self.books = nn.Parameter(books.clone())  # (m, K, sub)
+        err = (z[:, :, None] - books[None]).pow(2).sum(-1).min(-1).values.mean(0)  # (m,) mean quantisation error
+        self.register_buffer("scale", err.clamp(min=1e-6))
+        self.register_buffer("hard", torch.zeros((), dtype=torch.bool))
+        self.tau = cfg.tau_start
+        self.uniformity = cfg.uniformity
+
+    def assign_logits(self, items: torch.Tensor) -> torch.Tensor:
+        """(U,) items -> (U, m, K) logits of the soft assignment at the current temperature."""
+        z = self.z[items]  # (U, m, sub); |z - c|^2 expanded, so no (U, m, K, sub) temporary
+        d = z.pow(2).sum(-1, keepdim=True) - 2 * torch.einsum("ums,mks->umk", z, self.books) + self.books.pow(2).sum(-1)
+        return -d.clamp(min=0) / (self.tau * self.scale[None, :, None])
+
+    @torch.no_grad()
+    def hard_codes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest codeword of every item per digit (n_items, m), and distances to the last digit's codewords."""
+        d_last = (self.z[:, -1, None] - self.books[-1][None]).pow(2).sum(-1)
+        codes = torch.stack([torch.cdist(self.z[:, j], self.books[j]).argmin(1) for j in range(self.m)], 1)
+        return codes.cpu().numpy(), d_last.cpu().numpy()
+
+    def forward(self, codes: torch.Tensor, items: torch.Tensor, catalogue: torch.Tensor | None = None) -> torch.Tensor:
+        if bool(self.hard):
+            return super().forward(codes, items, catalogue)
+        b, t = items.shape
+        valid = items >= 0
+        uniq, inv = torch.unique(items[valid], return_inverse=True)
+        q = F.softmax(self.assign_logits(uniq), -1)  # (U, m, K)
+        table = self.emb.weight[1:].view(self.m, self.k, -1)
+        xu = torch.einsum("umk,mkd->ud", q, table) * self.m ** -0.5
+        x = xu.new_zeros(b, t, xu.shape[-1]).index_put((valid.nonzero(as_tuple=True)), xu[inv])
+        if self.item_emb is not None:
+            x = x + self.item_emb(torch.where(valid & (items < self.item_emb.num_embeddings - 1), items + 1, 0))
+        pos = torch.arange(t - 1, device=items.device).expand(b, t - 1)
+        h = self.states(codes[:, :-1], items[:, :-1], pos, None, x=x[:, :-1])
+        has = valid[:, 1:]
+        logp = F.log_softmax(self.digit_logits(self.drop(h[has])), -1)  # (N, m, K)
+        q_next = q[inv.new_zeros(b, t).index_put(valid.nonzero(as_tuple=True), inv)[:, 1:][has]]
+        loss = -(q_next * logp).sum(-1).mean()
+        if self.uniformity > 0:
+            usage = q.mean(0)  # (m, K)
+            loss = loss + self.uniformity * (math.log(self.k) + (usage * usage.clamp(min=1e-12).log()).sum(-1)).mean()
+        return loss
+
+
+@register
+class TigerSoft(TigerSet):
+    """Parallel-digit generative retrieval with soft identifiers learned end to end, annealed to hard codes."""
+
+    name = "tiger-soft"
+    Config = TigerSoftConfig
+
+    def __init__(self, n_items: int, config: TigerSoftConfig | None = None, vectors: np.ndarray | None = None,
+                 **overrides: Any):
+        from semrec.semantic_ids.pq_kmeans import PQKMeans
+
+        cfg = config if config is not None else TigerSoftConfig()
+        super().__init__(n_items, cfg, codes=None, **overrides)
+        cfg = self.config
+        if vectors is None and cfg.vectors_path:
+            vectors = np.load(cfg.vectors_path, allow_pickle=False)
+        self._z = self._books = None
+        if vectors is not None:
+            if len(vectors) != n_items:
+                raise ConfigError(f"tiger-soft: {len(vectors)} item vectors for {n_items} items (rows = item_idx)")
+            tok = PQKMeans(n_digits=cfg.n_digits, codebook_size=cfg.codebook_size, seed=cfg.train.seed).fit(vectors)
+            self.codes, self.codebook = tok.codes, cfg.codebook_size
+            with torch.no_grad():
+                self._z = tok._prep(tok._tensor(vectors)).cpu()
+            self._books = tok.codebooks.cpu()
+        self.active = np.ones(n_items, dtype=bool)
+
+    def build_module(self) -> nn.Module:
+        if self._z is None:
+            raise ConfigError("tiger-soft needs item vectors: pass vectors=... or set vectors_path")
+        return TigerSoftNet(self.config, self.n_items, self._z, self._books)
+
+    def fit(self, train: Sequences, valid=None) -> "TigerSoft":
+        self._t0, self._step, self._codes_version = time.perf_counter(), 0, -1
+        super().fit(train, valid)
+        self.harden()  # whatever the best epoch was, inference uses hard codes from its codebooks
+        return self
+
+    def progress(self) -> float:
+        tc = self.train_config
+        done = self._step / max(1, tc.epochs * self.num_batches(None, tc.batch_size))
+        if self.train_config.max_train_seconds:
+            done = max(done, (time.perf_counter() - self._t0) / self.train_config.max_train_seconds)
+        return min(1.0, done)
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        net, cfg = self.module, self.config
+        self._step += 1
+        if not bool(net.hard):
+            frac = self.progress() / cfg.anneal_fraction if cfg.anneal_fraction > 0 else 1.0
+            if frac >= 1.0:
+                self.harden()
+            else:
+                net.tau = cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** frac
+        return super().loss(batch)
+
+    def harden(self) -> None:
+        """Freeze the codes: nearest codewords of the current codebooks, collisions moved in the last digit."""
+        net = self.module
+        if not bool(net.hard):
+            self.refresh_codes()
+            net.hard.fill_(True)
+            net.books.requires_grad_(False)
+
+    def refresh_codes(self) -> None:
+        raw, last = self.module.hard_codes()
+        self.codes = resolve(raw, "reassign", last)
+        self._tokens = self._codes_t = None
+
+    def score(self, histories: Sequences) -> torch.Tensor:
+        step = getattr(self, "_step", 0)
+        if self.module is not None and not bool(self.module.hard) and getattr(self, "_codes_version", -1) != step:
+            self.refresh_codes()  # validation during the soft phase scores the current hard codes
+            self._codes_version = step
+        return super().score(histories)
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        super().load_state_dict(state)
+        if not bool(self.module.hard):
+            self.refresh_codes()
+
+    def extra_state(self) -> dict[str, Any]:
+        return super().extra_state() | {"sub_dim": int(self.module.z.shape[-1])}
+
+    @classmethod
+    def from_extra(cls, n_items: int, config: Any, extra: dict[str, Any], device: str = "cpu") -> "TigerSoft":
+        config.vectors_path = None  # vectors, codebooks and codes come from model.safetensors
+        trained = int(extra.get("n_items_trained", n_items))
+        m, k, sub = int(extra["n_digits"]), int(extra["codebook"]), int(extra["sub_dim"])
+        model = cls(trained, config)
+        model.codes, model.codebook = np.zeros((trained, m), np.int64), k
+        model._z, model._books = torch.zeros(trained, m, sub), torch.ones(m, k, sub)
+        model.build(device)
+        return model
