@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.common import SHARED_DATA, record, write_results_md
+from benchmarks.common import RESULTS_DIR, SHARED_DATA, record, write_results_md
 
 RUNS = Path(__file__).resolve().parent.parent / "runs" / "text_seq"
 CACHE = Path(__file__).resolve().parent.parent / "runs" / "cache" / "text"
@@ -202,6 +202,23 @@ def pretrain(names: list[str], variant: str, minutes: float, sets: dict[str, Any
     return out_dir / "model"
 
 
+def versus(dataset: str, label: str, other: str) -> Path:
+    """Add a paired test of run `label` against run `other` (e.g. fine-tuned from a pretrained run vs trained from
+    scratch) to `label`'s result JSON as `extra.p_value_vs_scratch` and `extra.paired_vs_scratch`."""
+    from semrec.evaluation import EvalResult
+
+    a = EvalResult.load(run_dir(dataset, f"text-seq-{other}") / "test")
+    b = EvalResult.load(run_dir(dataset, f"text-seq-{label}") / "test")
+    tests = paired(a, b)
+    out = RESULTS_DIR / "text_seq" / f"{dataset}_text-seq_{label}_test.json"
+    rec = json.loads(out.read_text())
+    rec["extra"] |= {"p_value_vs_scratch": {m: tests[m]["p_ttest"] for m in tests}, "paired_vs_scratch": tests,
+                     "scratch_run": other}
+    out.write_text(json.dumps(rec, indent=2, default=str) + "\n")
+    write_results_md()
+    return out
+
+
 def finish(dataset: str, name: str, threads: int | None, wait_s: float = 3 * 3600) -> Path:
     """Paired tests of a saved run (runs/text_seq/<dataset>/<name>/) against the baselines, then record its JSON.
 
@@ -257,6 +274,7 @@ def main() -> None:
     ap.add_argument("--init", default=None, help="start from a pretrained text-seq model folder (transfer)")
     ap.add_argument("--train-fraction", type=float, default=1.0, help="share of training users kept (transfer)")
     ap.add_argument("--zero-shot", action="store_true", help="no training on this dataset (needs --init)")
+    ap.add_argument("--vs", default=None, help="paired test of a saved run against run VS (e.g. text-scratch-10pct)")
     ap.add_argument("--pretrain", nargs="+", default=None, help="pretrain on these catalogues at once and save")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -271,6 +289,9 @@ def main() -> None:
     label = args.variant + (f"-{args.name}" if args.name else "")
     if args.finish:
         print(f"wrote {finish(args.dataset, f'text-seq-{label}', args.threads)}")
+        return
+    if args.vs:
+        print(f"wrote {versus(args.dataset, label, args.vs)}")
         return
     t_start = time.perf_counter()
     load0 = [round(x, 2) for x in os.getloadavg()]
