@@ -301,3 +301,28 @@ def test_features_option_reads_files_and_rejects_wrong_row_counts(synth_split, t
         build_model("alpharec", ds.n_items).fit(sp.train, None)
     with pytest.raises(ConfigError, match="NAME=PATH"):
         build_model("alpharec", ds.n_items, overrides=["features=text"]).fit(sp.train, None)
+
+
+def test_registry_finds_graph_models_in_their_sub_package():
+    import subprocess
+    import sys
+
+    code = ("from semrec.models import REGISTRY, available_models, get_model_class\n"
+            "assert 'lightgcn' not in REGISTRY\n"
+            "names = available_models()\n"
+            "assert {'lightgcn', 'ngcf', 'freedom', 'lirdrec', 'alpharec', 'sasrec'} <= set(names), names\n"
+            "print(get_model_class('lirdrec').__module__)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "semrec.models.graph.lirdrec"
+
+
+def test_evaluator_scores_graph_models_by_user_index(synth_split):
+    from semrec.evaluation import evaluate
+    from semrec.evaluation.evaluator import target_ranks
+
+    ds, sp = synth_split
+    m = _fit("lightgcn", ds.n_items, sp, epochs=2)
+    u, items = m.final_vectors()
+    top = torch.topk(u[torch.from_numpy(sp.test.users)] @ items.T, 10).indices.numpy()
+    ranks = target_ranks(top, sp.test.targets)
+    assert evaluate(m, sp.test, ks=(10,)).metrics["recall@10"] == pytest.approx(float((ranks >= 0).mean()))
