@@ -16,8 +16,8 @@ from importlib import resources
 from typing import Any
 
 import numpy as np
-from fastapi.exceptions import RequestValidationError
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query as Q, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from semrec.errors import SemrecError
@@ -68,6 +68,31 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+class Observe:
+    """ASGI middleware: pick up other workers' catalogue changes, then time and count the request by route."""
+
+    def __init__(self, app: Any, engine: Engine, metrics: Metrics):
+        self.app, self.engine, self.metrics = app, engine, metrics
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0, status = time.perf_counter(), [500]
+        self.engine.sync()
+
+        async def send_status(msg: dict) -> None:
+            if msg["type"] == "http.response.start":
+                status[0] = msg["status"]
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            self.metrics.observe(scope["method"], getattr(route, "path", "other"), status[0],
+                                 time.perf_counter() - t0)
+
+
 def _explorer_html() -> str:
     return resources.files("semrec.serving").joinpath("static/index.html").read_text(encoding="utf-8")
 
@@ -91,17 +116,8 @@ def create_app(engine: Engine, api_key: str | None = None, max_batch: int = 64,
     app.state.engine, app.state.batcher, app.state.metrics = engine, batcher, metrics
     html = _explorer_html()
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):  # noqa: ANN202
-        t0 = time.perf_counter()
-        engine.sync()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        metrics.observe(request.method, getattr(route, "path", "other"), response.status_code,
-                        time.perf_counter() - t0)
-        return response
-
     app.add_middleware(BodyLimit, limit=max_body)
+    app.add_middleware(Observe, engine=engine, metrics=metrics)  # outermost: 413s are counted too
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -141,11 +157,11 @@ def create_app(engine: Engine, api_key: str | None = None, max_batch: int = 64,
             key = json.dumps([req.filter and {k: str(v) for k, v in req.filter.items()}, req.query], sort_keys=True)
         return Query(idx, req.k, req.exclude_seen, allowed, key), unknown, ignored
 
-    def respond(res: Any, unknown: list[str], ignored: list[str]) -> S.RecommendResponse:
-        items = [S.RecommendedItem(rank=r + 1, item_id=cat.ids[i], title=cat.titles[i], score=float(s))
+    def respond(res: Any, unknown: list[str], ignored: list[str]) -> dict:
+        """A RecommendResponse as a plain dict (built directly: the hot path skips response-model validation)."""
+        items = [{"rank": r + 1, "item_id": cat.ids[i], "title": cat.titles[i], "score": s}
                  for r, (i, s) in enumerate(zip(res.items.tolist(), res.scores.tolist()))]
-        return S.RecommendResponse(items=items, unknown=unknown, ignored=ignored, fallback=res.fallback,
-                                   model=model_name)
+        return {"items": items, "unknown": unknown, "ignored": ignored, "fallback": res.fallback, "model": model_name}
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def explorer() -> str:
@@ -170,18 +186,18 @@ def create_app(engine: Engine, api_key: str | None = None, max_batch: int = 64,
 
     @app.post("/recommend", response_model=S.RecommendResponse, summary="Top-k items for one history",
               responses={400: {"model": S.ErrorResponse}})
-    async def recommend(req: S.RecommendRequest) -> S.RecommendResponse:
+    async def recommend(req: S.RecommendRequest) -> JSONResponse:
         query, unknown, ignored = to_query(req)
-        return respond(await batcher.submit(query), unknown, ignored)
+        return JSONResponse(respond(await batcher.submit(query), unknown, ignored))
 
     @app.post("/recommend/batch", response_model=S.BatchResponse, summary="Top-k items for many histories",
               responses={400: {"model": S.ErrorResponse}})
-    async def recommend_batch(req: S.BatchRequest) -> S.BatchResponse:
+    async def recommend_batch(req: S.BatchRequest) -> JSONResponse:
         import asyncio
 
         built = [to_query(r) for r in req.requests]
         results = await asyncio.gather(*[batcher.submit(q) for q, _, _ in built])
-        return S.BatchResponse(results=[respond(res, u, ig) for res, (_, u, ig) in zip(results, built)])
+        return JSONResponse({"results": [respond(res, u, ig) for res, (_, u, ig) in zip(results, built)]})
 
     @app.get("/items", response_model=S.SearchResponse, summary="Search items by id or text")
     def search(q: str = Q("", max_length=S.MAX_TEXT, description="Words that must all appear (case-insensitive)."),
