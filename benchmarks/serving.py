@@ -155,9 +155,13 @@ def batch_child(args: argparse.Namespace) -> None:
     engine = Engine.from_run(args.run, state_dir=f"/tmp/serving-bench-batchstate-{os.getpid()}")
     load_s = time.perf_counter() - t0
     rss_loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     info = recommend_file(engine, args.input, args.out, k=args.k, batch_size=args.batch_size, overwrite=True,
                           progress=False)
-    info |= {"load_s": round(load_s, 2), "rss_after_load_mb": round(rss_loaded, 1),
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_s = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    info |= {"cpu_s": round(cpu_s, 2), "users_per_cpu_s": round(info["rows"] / cpu_s, 1) if cpu_s else None,
+             "load_s": round(load_s, 2), "rss_after_load_mb": round(rss_loaded, 1),
              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
     print("RESULT " + json.dumps(info))
 
@@ -189,7 +193,8 @@ def batch(args: argparse.Namespace) -> None:
                timing={"wall_s": info["wall_s"], "load_s": info["load_s"]},
                settings={"run": str(run), "k": args.k, "users": n, "batch_size": args.batch_size,
                          "threads": args.threads, "histories": "synthetic: 1-20 random catalogue ids per user"},
-               extra={"users": n, "users_per_s": info["users_per_s"], "peak_rss_mb": info["peak_rss_mb"],
+               extra={"users": n, "users_per_s": info["users_per_s"], "users_per_cpu_s": info["users_per_cpu_s"],
+                      "peak_rss_mb": info["peak_rss_mb"],
                       "rss_after_load_mb": info["rss_after_load_mb"], "input_mb": info["input_mb"],
                       "shared_machine": True, "loadavg": info["loadavg"]},
                name=f"{args.dataset}_{model_name}_batch_{n}")
