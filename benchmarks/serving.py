@@ -93,9 +93,12 @@ def load(args: argparse.Namespace) -> None:
         payloads = [{"history": h, "k": args.k} for h in _histories(run, 2000)]
         run_load("127.0.0.1", port, "/recommend", payloads[:50], requests=200, concurrency=args.concurrency)  # warm-up
         cpu0 = _cpu_seconds(proc.pid)
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
         res = run_load("127.0.0.1", port, "/recommend", payloads, requests=args.requests,
                        concurrency=args.concurrency, max_seconds=args.max_seconds).summary()
         server_cpu_s = _cpu_seconds(proc.pid) - cpu0
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        client_cpu_s = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
         gauge = {l.split()[0]: float(l.split()[1]) for l in metrics.splitlines()
                  if l.startswith(("semrec_batches_total", "semrec_batched_requests_total"))}
@@ -113,6 +116,7 @@ def load(args: argparse.Namespace) -> None:
              # load of the shared machine; 1000 / this = requests/s one dedicated core would sustain
              "server_cpu_ms_per_request": round(1000 * server_cpu_s / max(res["completed"], 1), 3),
              "requests_per_s_per_dedicated_core": round(res["completed"] / server_cpu_s, 1) if server_cpu_s else None,
+             "client_cpu_ms_per_request": round(1000 * client_cpu_s / max(res["completed"], 1), 3),
              "loadavg": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]},
              "target": {"requests_per_s": targets[0], "p99_ms": targets[1]} if targets else None,
              "target_met": (res["requests_per_s"] >= targets[0] and res["p99_ms"] < targets[1] and res["errors"] == 0)
