@@ -125,7 +125,13 @@ class Engine:
                 self.new_items.restore(np.stack([vecs[j] for j in coded]), codes, [new[j]["item_id"] for j in coded])
                 ok = [j for j in coded if new[j].get("recommendable")]
                 if ok:
-                    self.model.add_items(idx[ok], np.asarray([new[j]["code"] for j in ok], dtype=np.int64))
+                    try:
+                        self.model.add_items(idx[ok], np.asarray([new[j]["code"] for j in ok], dtype=np.int64))
+                    except DataError as e:  # never refuse to start over a stored item: serve it unrecommended
+                        import warnings
+
+                        warnings.warn(f"items stored in {self.store.path if self.store else 'state'} could not "
+                                      f"join the trie ({e}); they are listed but not recommended", stacklevel=2)
             elif self.new_items.kind == "vectors":
                 ok = [j for j, e in enumerate(new) if e.get("recommendable") and vecs[j] is not None]
                 if ok:
