@@ -363,6 +363,8 @@ class Engine:
                 table, method = self.text_vectors, "text-vector cosine"
             if table is None:
                 res = self.recommend([Query(np.asarray([i]), k, exclude_seen=True)])[0]
+                if res.fallback:
+                    return res.items, res.scores, "most popular items (the model cannot read this item)"
                 return res.items, res.scores, "next items after this one (model)"
             t = torch.from_numpy(np.ascontiguousarray(table[:, : table.shape[1]]))
             t = torch.nn.functional.normalize(t, dim=1)
