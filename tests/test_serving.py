@@ -237,3 +237,10 @@ def test_micro_batcher_answers_concurrent_callers_in_few_calls():
     assert asyncio.run(main()) == [i * 2 for i in range(64)]
     assert sum(calls) == 64 and len(calls) < 64 and max(calls) <= 16
     b.close()
+
+
+def test_serving_options_are_decoding_options_only(runs, tmp_path):
+    from semrec.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not a serving option of sasrec"):
+        Engine.from_run(runs[2], state_dir=tmp_path / "s", options=["beam=30"])

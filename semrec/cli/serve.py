@@ -29,6 +29,9 @@ def register(app: typer.Typer) -> None:
               max_batch: int = typer.Option(64, help="Most concurrent requests answered by one model call."),
               api_key_env: str = typer.Option("SEMREC_API_KEY", help="Environment variable holding the API key "
                                                                      "that POST/DELETE /items require (unset: none)."),
+              set_: list[str] = typer.Option([], "--set", help="Decoding option key=value for generative runs: "
+                                                              "beam, reserve_new (share of k kept for items unseen "
+                                                              "in training, e.g. added ones), decode_batch."),
               log_level: str = typer.Option("warning", help="uvicorn log level."),
               ) -> None:
         """Serve recommendations, live item updates and the explorer page (http://HOST:PORT/, API docs at /docs).
@@ -42,6 +45,21 @@ def register(app: typer.Typer) -> None:
         from semrec.serving.engine import model_dir
 
         model_dir(run_dir)  # fail fast, before uvicorn starts, on a folder that is not a run
+        if set_:
+            import json
+
+            from semrec.models import Recommender
+            from semrec.serving.engine import SERVE_OPTIONS
+            from semrec.training.config import apply_overrides
+
+            cfg = Recommender.load(model_dir(run_dir)).config
+            names = {o.split("=", 1)[0].strip().replace("-", "_") for o in set_}
+            bad = sorted(n for n in names if n not in SERVE_OPTIONS or not hasattr(cfg, n))
+            if bad:
+                raise ConfigError(f"--set {', '.join(bad)}: not a serving option of this run (serving options: "
+                                  f"{', '.join(sorted(o for o in SERVE_OPTIONS if hasattr(cfg, o))) or 'none'})")
+            apply_overrides(cfg, list(set_))  # values checked here, not in each worker
+            os.environ["SEMREC_SERVE_SET"] = json.dumps(list(set_))
         api_key = os.environ.get(api_key_env) or None
         if host not in LOOPBACK and api_key is None:
             err.print(f"warning: binding {host} without an API key: anyone who can reach it may add or delete items "

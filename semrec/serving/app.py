@@ -264,6 +264,7 @@ def app_from_env() -> FastAPI:
         torch.set_num_threads(threads)
     engine = Engine.from_run(os.environ["SEMREC_SERVE_RUN"], state_dir=os.environ.get("SEMREC_SERVE_STATE") or None,
                              data=os.environ.get("SEMREC_SERVE_DATA") or None,
-                             device=os.environ.get("SEMREC_SERVE_DEVICE", "cpu"))
+                             device=os.environ.get("SEMREC_SERVE_DEVICE", "cpu"),
+                             options=json.loads(os.environ.get("SEMREC_SERVE_SET", "[]")))
     return create_app(engine, api_key=os.environ.get("SEMREC_API_KEY") or None,
                       max_batch=int(os.environ.get("SEMREC_SERVE_MAX_BATCH", "64")))

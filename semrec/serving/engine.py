@@ -25,6 +25,10 @@ from semrec.serving.newitems import NewItems
 from semrec.serving.store import CatalogueStore, StoreState, decode_vector, encode_vector
 
 
+# decoding options a server may change on a trained model (`semrec serve --set beam=30 --set reserve_new=0.1`)
+SERVE_OPTIONS = {"beam", "reserve_new", "decode_batch"}
+
+
 @dataclass
 class Query:
     """One recommendation request in catalogue indices. `allowed` (bool over the catalogue) restricts results;
@@ -85,13 +89,25 @@ class Engine:
 
     @classmethod
     def from_run(cls, run_dir: str | Path, state_dir: str | Path | None = None, data: str | Path | None = None,
-                 device: str = "cpu") -> "Engine":
-        """Load RUN_DIR's model and dataset; replay the live changes in `state_dir` (default RUN_DIR/serving)."""
+                 device: str = "cpu", options: list[str] | None = None) -> "Engine":
+        """Load RUN_DIR's model and dataset; replay the live changes in `state_dir` (default RUN_DIR/serving).
+
+        `options` ("key=value") change how the model decodes, not what it learned: SERVE_OPTIONS only."""
         from semrec.data import Dataset
         from semrec.models import Recommender
+        from semrec.training.config import apply_overrides
 
         run_dir = Path(run_dir)
         model = Recommender.load(model_dir(run_dir), device=device)
+        if options:
+            names = {o.split("=", 1)[0].strip().replace("-", "_") for o in options}
+            fields = set(getattr(model.config, "__dataclass_fields__", {}))
+            bad = sorted(n for n in names if n not in SERVE_OPTIONS or n not in fields)
+            if bad:
+                usable = sorted(SERVE_OPTIONS & fields) or ["none for this model"]
+                raise ConfigError(f"--set {', '.join(bad)}: not a serving option of {model.name} "
+                                  f"(serving options: {', '.join(usable)})")
+            model.config = apply_overrides(model.config, list(options))
         ds = Dataset.load(dataset_dir(run_dir, Path(data) if data else None))
         if ds.n_items != model.n_items:
             raise DataError(f"the model has {model.n_items} items but the dataset has {ds.n_items}", path=run_dir,
