@@ -30,7 +30,7 @@ from semrec.training.config import TrainConfig
 
 @dataclass
 class TigerSetConfig:
-    """Sizes as `tiger-hier` (2 blocks, d_model 128); `head` = per-digit residual projection of the user state."""
+    """Sizes as `tiger-hier` (2 blocks, d_model 128) plus a per-digit output head `head_dim` wide."""
 
     codes_path: str | None = None  # (n_items, n_digits) int64 code table aligned with item_idx
     n_layers: int = 2
@@ -41,6 +41,7 @@ class TigerSetConfig:
     dropout: float = 0.2
     max_history: int = 20
     id_input: bool = False  # add a learned per-item vector to the item input (zero for items never trained)
+    head_dim: int = 32  # per-digit output width: logits_j = (W_j h) . O_j[c]; the output layer dominates the cost
     item_loss: float = 0.0  # weight of an item-level sampled softmax over summed digit logits (0 = digits only)
     item_negatives: int = 256  # uniformly sampled catalogue items per batch for `item_loss`
     score_batch: int = 512  # users per exact-scoring batch
@@ -51,7 +52,7 @@ class TigerSetConfig:
 
     def __post_init__(self) -> None:
         if min(self.n_layers, self.d_model, self.n_heads, self.d_head, self.d_ff, self.max_history,
-               self.score_batch) < 1:
+               self.score_batch, self.head_dim) < 1:
             raise ConfigError("tiger-set: layers, sizes, max_history and score_batch must be >= 1")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"tiger-set: dropout must be in [0, 1), got {self.dropout}")
@@ -60,7 +61,8 @@ class TigerSetConfig:
 
 
 class TigerSetNet(nn.Module):
-    """Token t = 1 + digit * K + code (0 = padding); one embedding table serves input and all digit outputs."""
+    """Token t = 1 + digit * K + code (0 = padding) indexes the input table; each digit has its own small output
+    table (`head_dim` wide) read by its own projection of the user state."""
 
     def __init__(self, cfg: TigerSetConfig, n_digits: int, codebook: int, n_items: int):
         super().__init__()
@@ -71,13 +73,14 @@ class TigerSetNet(nn.Module):
         self.blocks = nn.ModuleList([Block(d, cfg.n_heads, cfg.d_head, cfg.d_ff, cfg.dropout)
                                      for _ in range(cfg.n_layers)])
         self.ln, self.drop = nn.LayerNorm(d), nn.Dropout(cfg.dropout)
-        self.head = nn.Parameter(torch.zeros(n_digits, d, d))  # digit j reads h + h @ head[j]
+        self.proj = nn.Linear(d, n_digits * cfg.head_dim)  # the user state seen by each digit
+        self.out = nn.Parameter(torch.zeros(n_digits, codebook, cfg.head_dim))  # per-digit output codewords
         for mod in self.modules():
             if isinstance(mod, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(mod.weight, std=0.02)
             if isinstance(mod, nn.Linear) and mod.bias is not None:
                 nn.init.zeros_(mod.bias)
-        nn.init.normal_(self.head, std=0.02)
+        nn.init.normal_(self.out, std=0.02)
         self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=0) if cfg.id_input else None
         if self.item_emb is not None:
             nn.init.zeros_(self.item_emb.weight)  # untrained (new) items add nothing to their code vector
@@ -106,8 +109,8 @@ class TigerSetNet(nn.Module):
 
     def digit_logits(self, h: torch.Tensor) -> torch.Tensor:
         """(N, d) user states -> (N, m, K) logits of every digit of the next item."""
-        hj = h[:, None] + torch.einsum("nd,mde->nme", h, self.head)
-        return torch.einsum("nme,mke->nmk", hj, self.emb.weight[1:].view(self.m, self.k, -1))
+        hj = self.proj(h).view(len(h), self.m, -1).transpose(0, 1)  # (m, N, e)
+        return torch.bmm(hj, self.out.transpose(1, 2)).transpose(0, 1)  # (N, m, K)
 
     def forward(self, codes: torch.Tensor, items: torch.Tensor, catalogue: torch.Tensor | None = None) -> torch.Tensor:
         """Mean per-digit cross-entropy of every next item in start-aligned windows: codes (B, T, m), items (B, T);
