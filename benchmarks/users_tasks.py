@@ -243,20 +243,51 @@ def run_query(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ds.save(Path(tmp) / "ds")
         t0 = time.perf_counter()
-        model = train_model("user-text", split, args.budget, dataset=str(Path(tmp) / "ds"), eval_every=2)
+        saved = args.cache / f"{args.dataset}-user-text-b{int(args.budget)}"
+        if (saved / "model.safetensors").exists():
+            from semrec.models import Recommender
+
+            model = Recommender.load(saved)
+        else:
+            model = train_model("user-text", split, args.budget, dataset=str(Path(tmp) / "ds"), eval_every=2)
+            model.save(saved)
         fit_s = time.perf_counter() - t0
 
-    def per_user(es: Any, w: float) -> tuple[np.ndarray, np.ndarray]:
-        queries = list(paths[es.targets.items])
-        top, _ = model.recommend(es.histories, k=10, query=queries, query_weight=w)
-        hit = top == es.targets.items[:, None]
-        rank = np.where(hit.any(1), hit.argmax(1), -1)
-        return hit.any(1).astype(float), np.where(rank >= 0, 1 / np.log2(rank + 2), 0.0)
+    def scorer(es: Any, rows: np.ndarray) -> Any:
+        """Per-user (hit@10, ndcg@10) for any weight: user and query vectors are computed once, then blended
+        exactly as `UserText.recommend(query=...)` does (checked against it on 200 users below)."""
+        sub = es.subset(rows)
+        u = torch.from_numpy(model.embed_users(sub.histories))
+        q = torch.nn.functional.normalize(torch.from_numpy(model.encode_text(list(paths[sub.targets.items]))), dim=1)
+        table = torch.from_numpy(model.item_embeddings())
+        target = torch.from_numpy(sub.targets.items)
 
+        def at(w: float) -> tuple[np.ndarray, np.ndarray]:
+            hit, ndcg = np.zeros(len(rows)), np.zeros(len(rows))
+            for s in range(0, len(rows), 2048):
+                v = torch.nn.functional.normalize((1 - w) * u[s:s + 2048] + w * q[s:s + 2048], dim=1)
+                top = torch.topk(v @ table.T, 10, dim=1).indices
+                found = top == target[s:s + 2048, None]
+                rank = found.float().argmax(1).numpy()
+                ok = found.any(1).numpy()
+                hit[s:s + 2048] = ok
+                ndcg[s:s + 2048] = np.where(ok, 1 / np.log2(np.maximum(rank, 0) + 2), 0.0)
+            return hit, ndcg
+        return at, sub
+
+    rng = np.random.default_rng(0)
+    valid_rows = np.sort(rng.choice(len(split.valid), min(len(split.valid), args.valid_users), replace=False))
+    at_valid, _ = scorer(split.valid, valid_rows)
     grid = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 1.0]
-    valid = {w: per_user(split.valid, w)[1].mean() for w in grid}
+    valid = {w: at_valid(w)[1].mean() for w in grid}
     best = max((w for w in grid if 0 < w < 1), key=lambda w: valid[w])
-    test = {name: per_user(split.test, w) for name, w in (("history", 0.0), ("query", 1.0), ("history+query", best))}
+    at_test, test_sub = scorer(split.test, np.arange(len(split.test)))
+    check = np.arange(min(200, len(split.test)))
+    via_model, _ = model.recommend(test_sub.histories.select(check), k=10,
+                                   query=list(paths[test_sub.targets.items[check]]), query_weight=best)
+    test = {name: at_test(w) for name, w in (("history", 0.0), ("query", 1.0), ("history+query", best))}
+    hit_model = (via_model == test_sub.targets.items[check, None]).any(1)
+    assert np.array_equal(hit_model, test["history+query"][0][check].astype(bool)), "blend differs from recommend()"
     for name, (rec, ndcg) in test.items():
         weight = {"history": 0.0, "query": 1.0}.get(name, best)
         extra: dict[str, Any] = {"task": "query", "query_weight": weight,
@@ -276,7 +307,7 @@ def run_query(args: argparse.Namespace) -> None:
                metrics={"recall@10": round(float(rec.mean()), 4), "ndcg@10": round(float(ndcg.mean()), 4)},
                timing={"fit_s": round(fit_s, 1)},
                settings={"budget_s": args.budget, "exclude_history": False, "full_ranking": True,
-                         "weight_grid": grid,
+                         "weight_grid": grid, "valid_users_for_weight": int(len(valid_rows)),
                          "weight_chosen_on": "validation ndcg@10 (query = validation target's path)"},
                extra=extra, name=f"query_{args.dataset}_user-text_{name.replace('+', '-')}")
         print(args.dataset, name, round(float(rec.mean()), 4), round(float(ndcg.mean()), 4), flush=True)
@@ -287,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--task", choices=("probe", "lookalike", "query"), required=True)
     p.add_argument("--dataset", choices=("beauty", "scientific"), default="beauty")
     p.add_argument("--budget", type=float, default=120.0, help="training seconds per model")
+    p.add_argument("--valid-users", type=int, default=4000, help="query: validation users used to pick the weight")
     p.add_argument("--instruct-budget", type=float, default=240.0, help="probe: seconds per instruction-aware model")
     p.add_argument("--cache", type=Path, default=Path("/tmp/semrec-users-bench"), help="cached ML-100K vectors")
     p.add_argument("--threads", type=int, default=1)
