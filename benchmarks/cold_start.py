@@ -80,12 +80,13 @@ def text_seq_rows(args, ds, split, cold_rows: np.ndarray, is_cold: np.ndarray, c
         top = topk_all(model, split.test)
         cold, extra = report(top, split.test, cold_rows, is_cold)
         print(f"text-seq {variant}: cold {cold} | {extra}")
-        record("cold_start", dataset=args.dataset, model="text-seq", variant=variant, split="test-cold",
+        record("cold_start", dataset=args.dataset, model="text-seq", split="test-cold",
+               variant=variant + "".join(f" {x}" for x in args.set),
                metrics=cold, timing={"train_s": round(train_s, 1), "epoch_s": round(model.history.epoch_s, 2)},
                settings={**common, "vectors": vec_info, "model_config": dataclasses.asdict(model.config)},
                extra={**extra, "epochs_run": model.history.epochs, "best_epoch": model.history.best_epoch,
                       "loadavg": [round(x, 2) for x in os.getloadavg()]},
-               name=f"{args.dataset}_text-seq_{variant}")
+               name=f"{args.dataset}_text-seq_{variant}" + "".join(f"_{x}" for x in args.set))
 
 
 def main() -> None:

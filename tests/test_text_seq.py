@@ -217,3 +217,17 @@ def test_cli_train_and_init_from_a_run(tmp_path, one_torch_thread):
     r = runner.invoke(app, ["train", "sasrec", "--out", str(tmp_path / "bad"), "--init", str(tmp_path / "pre"),
                             "--data", str(tmp_path / "data")])
     assert r.exit_code != 0 and "cannot start from a pretrained run" in r.output + repr(r.exception)
+
+
+def test_id_dropout_hides_id_vectors_in_training_only(one_torch_thread):
+    _, vectors, _, _ = clustered()
+    m = TextSeq(len(vectors), vectors=vectors, item_repr="text+id", id_dropout=0.5, **SMALL).build()
+    net = m.module
+    with torch.no_grad():
+        text_only = net.adapter(net.text)
+        net.train()
+        torch.manual_seed(0)
+        hidden = (net.item_vectors() - text_only).abs().sum(1) < 1e-6  # ID part dropped for these items
+        assert 0.3 < hidden.float().mean() < 0.7
+        net.eval()
+        assert not ((net.item_vectors() - text_only).abs().sum(1) < 1e-6).any()

@@ -62,6 +62,8 @@ class TextSeqConfig:
     activation: str = "gelu"  # gelu: 4x-wide feed-forward; relu: SASRec's block (feed-forward as wide as hidden)
     n_experts: int = 8
     adapter_dropout: float = 0.2
+    id_dropout: float = 0.0  # text+id: share of items whose ID vector is hidden per training step, so text alone
+    #                          must carry them too (cold items are text-only at recommendation time)
     temperature: float = 0.07  # logits = cos(user, item) / temperature; 0 = plain dot product
     loss: str = "ce"  # ce: softmax over all items | in-batch: over the batch's targets + n_negatives random items
     n_negatives: int = 0
@@ -84,8 +86,8 @@ class TextSeqConfig:
             raise ConfigError(f"text-seq: trainable={self.trainable!r}; choose all or adapter")
         if min(self.hidden, self.max_len, self.n_experts) < 1 or self.n_layers < 0 or self.temperature < 0:
             raise ConfigError("text-seq: hidden, max_len, n_experts must be >= 1, n_layers and temperature >= 0")
-        if not (0 <= self.dropout < 1 and 0 <= self.adapter_dropout < 1):
-            raise ConfigError("text-seq: dropout and adapter_dropout must be in [0, 1)")
+        if not (0 <= self.dropout < 1 and 0 <= self.adapter_dropout < 1 and 0 <= self.id_dropout < 1):
+            raise ConfigError("text-seq: dropout, adapter_dropout and id_dropout must be in [0, 1)")
 
 
 class TextSeqNet(nn.Module):
@@ -114,7 +116,10 @@ class TextSeqNet(nn.Module):
         idx = items if items is not None else torch.arange(len(self.text), device=self.text.device)
         x = self.adapter(self.text[idx]) if self.adapter is not None else 0
         if self.id_emb is not None:
-            x = x + self.id_emb(idx) * self.seen[idx, None]
+            keep = self.seen[idx, None]
+            if self.training and self.cfg.id_dropout and self.adapter is not None:
+                keep = keep * (torch.rand(len(self.text), device=keep.device)[idx, None] >= self.cfg.id_dropout)
+            x = x + self.id_emb(idx) * keep
         return x
 
     def forward(self, tokens: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
