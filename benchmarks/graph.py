@@ -51,13 +51,18 @@ GRIDS: dict[str, tuple[str, list[str], list[dict[str, Any]]]] = {
 }
 
 
-def load(protocol: str):
+def load(protocol: str, dataset: str = "scientific-mm"):
     from semrec.data.readers.unisrec import read_unisrec
     from semrec.data.splits import cold_start_split, leave_one_out, mmrec_split
     from semrec.features.precomputed import load_item_features
 
-    ds = read_unisrec(MM)
-    feats = {m: load_item_features(MM / f, ds.n_items) for m, f in FEATURES.items()}
+    if dataset == "beauty":  # ID-only models (no image features for Beauty here)
+        from semrec.data.readers import read_s3rec
+
+        ds, feats = read_s3rec(SHARED_DATA / "amazon-beauty-s3rec" / "Beauty.txt"), {}
+    else:
+        ds = read_unisrec(MM)
+        feats = {m: load_item_features(MM / f, ds.n_items) for m, f in FEATURES.items()}
     split = {"loo": lambda: leave_one_out(ds), "mmrec": lambda: mmrec_split(ds),
              "cold": lambda: cold_start_split(ds, fraction=COLD_FRACTION, seed=0)}[protocol]()
     return ds, feats, split
@@ -78,16 +83,19 @@ def build(key: str, n_items: int, feats: dict[str, np.ndarray], overrides: dict[
     return model
 
 
-def run_model(key: str, protocol: str, budget: float, rows_dir: Path, refit: bool = False) -> Path:
+def run_model(key: str, protocol: str, budget: float, rows_dir: Path, refit: bool = False,
+              dataset: str = "scientific-mm") -> Path:
     """Search the grid (or, with `refit`, retrain the setting an earlier search picked, with this budget)."""
     from semrec.data.splits import targets_are_cold
     from semrec.evaluation import evaluate
 
-    ds, feats, split = load(protocol)
+    ds, feats, split = load(protocol, dataset)
     name, modalities, grid = GRIDS[key]
+    if modalities and not feats:
+        raise SystemExit(f"{key} needs image/text features; {dataset} has none here")
     tried: list[dict[str, Any]] = []
     if refit:
-        earlier = json.loads((RESULTS / f"scientific-mm_{protocol}_{key}.json").read_text())["extra"]["grid"]
+        earlier = json.loads((RESULTS / f"{dataset}_{protocol}_{key}.json").read_text())["extra"]["grid"]
         tried = [e | {"refit": False} for e in earlier]
         grid = [max(earlier, key=lambda e: e["valid_ndcg@20"])["overrides"]]
     best = None
@@ -111,7 +119,7 @@ def run_model(key: str, protocol: str, budget: float, rows_dir: Path, refit: boo
     entry, model, valid, fit_s = best
     test = evaluate(model, split.test, ks=(10, 20), exclude_history=True, train=split.train)
     rows_dir.mkdir(parents=True, exist_ok=True)
-    test.save(rows_dir / f"{protocol}_{key}")
+    test.save(rows_dir / f"{dataset}_{protocol}_{key}")
     extra: dict[str, Any] = {"grid": tried, "valid": {k: round(v, 5) for k, v in valid.items()},
                              "loadavg": [round(x, 2) for x in os.getloadavg()]}
     if protocol == "cold":
@@ -138,9 +146,9 @@ def run_model(key: str, protocol: str, budget: float, rows_dir: Path, refit: boo
     timing = {"fit_s": round(fit_s, 1), "eval_s": test.settings["eval_s"]}
     if hist is not None:
         timing |= {"train_s": round(hist.train_s, 1), "epoch_s": round(hist.epoch_s, 3)}
-    return record("graph", dataset="scientific-mm", model=name, variant=variant_label(protocol, key),
+    return record("graph", dataset=dataset, model=name, variant=variant_label(protocol, key),
                   split="test", metrics=metrics, timing=timing, settings=settings, extra=extra,
-                  selection=selection_of(hist, "ndcg@20"), name=f"scientific-mm_{protocol}_{key}")
+                  selection=selection_of(hist, "ndcg@20"), name=f"{dataset}_{protocol}_{key}")
 
 
 def variant_label(protocol: str, key: str) -> str:
@@ -161,20 +169,20 @@ PAIRS = [("lightgcn", "freedom"), ("freedom", "lirdrec"), ("lirdrec-text", "lird
          ("lightgcn", "alpharec"), ("lightgcn", "ngcf"), ("sasrec", "lirdrec"), ("itemknn", "lightgcn")]
 
 
-def compare(protocol: str, rows_dir: Path) -> None:
+def compare(protocol: str, rows_dir: Path, dataset: str = "scientific-mm") -> None:
     from semrec.evaluation.result import EvalResult
     from semrec.evaluation.significance import compare as paired
 
     out = RESULTS
-    for f in out.glob(f"scientific-mm_{protocol}_*.json"):  # label files written before variants named protocols
+    for f in out.glob(f"{dataset}_{protocol}_*.json"):  # label files written before variants named protocols
         key = f.stem.split("_", 2)[2]
         rec = json.loads(f.read_text())
         if key in GRIDS and rec["variant"] != variant_label(protocol, key):
             rec["variant"] = variant_label(protocol, key)
             f.write_text(json.dumps(rec, indent=2, default=str) + "\n")
     for a, b in PAIRS:
-        pa, pb = rows_dir / f"{protocol}_{a}", rows_dir / f"{protocol}_{b}"
-        jb = out / f"scientific-mm_{protocol}_{b}.json"
+        pa, pb = rows_dir / f"{dataset}_{protocol}_{a}", rows_dir / f"{dataset}_{protocol}_{b}"
+        jb = out / f"{dataset}_{protocol}_{b}.json"
         if not (pa.exists() and pb.exists() and jb.exists()):
             continue
         rows = paired(EvalResult.load(pa), EvalResult.load(pb), metrics=["ndcg@20", "recall@20"])
@@ -190,6 +198,7 @@ def compare(protocol: str, rows_dir: Path) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--protocol", choices=list(PROTOCOLS), required=True)
+    p.add_argument("--dataset", choices=["scientific-mm", "beauty"], default="scientific-mm")
     p.add_argument("--models", nargs="*", default=[], choices=list(GRIDS))
     p.add_argument("--budget", type=float, default=180.0, help="training seconds per grid setting")
     p.add_argument("--threads", type=int, default=1)
@@ -201,9 +210,9 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     for key in args.models:
-        print(run_model(key, args.protocol, args.budget, args.rows, args.refit), flush=True)
+        print(run_model(key, args.protocol, args.budget, args.rows, args.refit, args.dataset), flush=True)
     if args.compare:
-        compare(args.protocol, args.rows)
+        compare(args.protocol, args.rows, args.dataset)
     write_results_md()
 
 
