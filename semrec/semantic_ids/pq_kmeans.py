@@ -1,6 +1,6 @@
 """PQ-KMeans: product quantisation into long identifiers of independent digits (RPG / SETRec-style codes).
 
-The item vector is centred, rotated onto its principal axes, and the axes are shared out among `n_digits`
+The item vector is centred, rotated onto its principal axes, and the axes are shared out among `n_levels`
 sub-spaces by eigenvalue allocation (each sub-space gets about the same product of variances, the
 non-parametric OPQ initialisation of Ge et al. 2013), so every digit carries a similar share of the
 information; each sub-space is then clustered by k-means on its own. Digits are independent (no prefix
@@ -24,7 +24,7 @@ from semrec.semantic_ids.tokenizer import Tokenizer, register
 
 @dataclass
 class PQKMeansConfig:
-    n_digits: int = 32  # sub-spaces = digits of every identifier
+    n_levels: int = 32  # digits of every identifier = sub-spaces (named like rq-kmeans levels for `semrec ids fit --levels`)
     codebook_size: int = 256
     n_iter: int = 20  # Lloyd iterations per sub-space
     max_points_per_centroid: int | None = 256
@@ -53,35 +53,35 @@ def eigen_allocation(eigvals: np.ndarray, n_parts: int) -> np.ndarray:
 
 @register
 class PQKMeans(Tokenizer):
-    """`n_digits` independent k-means codebooks over (rotated) sub-spaces of the item vector."""
+    """`n_levels` independent k-means codebooks over (rotated) sub-spaces of the item vector."""
 
     name = "pq-kmeans"
     Config = PQKMeansConfig
 
     def __init__(self, config: PQKMeansConfig | None = None, **overrides):
         super().__init__(config, **overrides)
-        if self.config.n_digits < 1 or self.config.codebook_size < 2:
-            raise ConfigError("pq-kmeans: n_digits must be >= 1 and codebook_size >= 2")
+        if self.config.n_levels < 1 or self.config.codebook_size < 2:
+            raise ConfigError("pq-kmeans: n_levels must be >= 1 and codebook_size >= 2")
         self.mean: torch.Tensor | None = None  # (d,)
         self.proj: torch.Tensor | None = None  # (d, n_digits * sub_dim): rotation, zero-padded sub-spaces
         self.codebooks: torch.Tensor | None = None  # (n_digits, K, sub_dim)
 
     @property
     def codebook_sizes(self) -> list[int]:
-        return [self.config.codebook_size] * self.config.n_digits
+        return [self.config.codebook_size] * self.config.n_levels
 
     def _prep(self, x: torch.Tensor) -> torch.Tensor:
         x = torch.nn.functional.normalize(x, dim=-1) if self.config.normalize else x
-        return ((x - self.mean) @ self.proj).view(len(x), self.config.n_digits, -1)
+        return ((x - self.mean) @ self.proj).view(len(x), self.config.n_levels, -1)
 
     def _fit(self, x: torch.Tensor, cf: torch.Tensor | None) -> np.ndarray:
         cfg = self.config
-        if cfg.n_digits > x.shape[1]:
-            raise ConfigError(f"pq-kmeans: {cfg.n_digits} digits for {x.shape[1]}-d vectors "
-                              "(fix: n_digits <= the vector dimension)")
+        if cfg.n_levels > x.shape[1]:
+            raise ConfigError(f"pq-kmeans: {cfg.n_levels} digits for {x.shape[1]}-d vectors "
+                              "(fix: n_levels <= the vector dimension)")
         x = torch.nn.functional.normalize(x, dim=-1) if cfg.normalize else x
         self.mean = x.mean(0)
-        d, m = x.shape[1], cfg.n_digits
+        d, m = x.shape[1], cfg.n_levels
         sub = math.ceil(d / m)
         if cfg.rotate:
             xc = (x - self.mean).double()
@@ -112,7 +112,7 @@ class PQKMeans(Tokenizer):
     def _quantize(self, x: torch.Tensor, need_last: bool) -> tuple[np.ndarray, np.ndarray | None]:
         z = self._prep(x)
         codes = torch.stack([nearest(z[:, j].contiguous(), self.codebooks[j])[0]
-                             for j in range(self.config.n_digits)], 1)
+                             for j in range(self.config.n_levels)], 1)
         last = sq_distances(z[:, -1].contiguous(), self.codebooks[-1]).cpu().numpy() if need_last else None
         return codes.cpu().numpy(), last
 
