@@ -95,7 +95,7 @@ def run_model(key: str, protocol: str, budget: float, rows_dir: Path, refit: boo
         raise SystemExit(f"{key} needs image/text features; {dataset} has none here")
     tried: list[dict[str, Any]] = []
     if refit:
-        earlier = json.loads((RESULTS / f"{dataset}_{protocol}_{key}.json").read_text())["extra"]["grid"]
+        earlier = json.loads((RESULTS / f"{dataset}_{protocol}_{key}.json").read_text())["extra"]["grid"]["tried"]
         tried = [e | {"refit": False} for e in earlier]
         grid = [max(earlier, key=lambda e: e["valid_ndcg@20"])["overrides"]]
     best = None
@@ -120,7 +120,7 @@ def run_model(key: str, protocol: str, budget: float, rows_dir: Path, refit: boo
     test = evaluate(model, split.test, ks=(10, 20), exclude_history=True, train=split.train)
     rows_dir.mkdir(parents=True, exist_ok=True)
     test.save(rows_dir / f"{dataset}_{protocol}_{key}")
-    extra: dict[str, Any] = {"grid": tried, "valid": {k: round(v, 5) for k, v in valid.items()},
+    extra: dict[str, Any] = {"grid": {"tried": tried}, "valid": {k: round(v, 5) for k, v in valid.items()},
                              "loadavg": [round(x, 2) for x in os.getloadavg()]}
     if protocol == "cold":
         cold_rows = targets_are_cold(split.test, split.cold_items, ds.n_items)
@@ -177,6 +177,9 @@ def compare(protocol: str, rows_dir: Path, dataset: str = "scientific-mm") -> No
     for f in out.glob(f"{dataset}_{protocol}_*.json"):  # label files written before variants named protocols
         key = f.stem.split("_", 2)[2]
         rec = json.loads(f.read_text())
+        if isinstance(rec["extra"].get("grid"), list):  # a mapping keeps the list out of RESULTS.md's table
+            rec["extra"]["grid"] = {"tried": rec["extra"]["grid"]}
+            f.write_text(json.dumps(rec, indent=2, default=str) + "\n")
         if key in GRIDS and rec["variant"] != variant_label(protocol, key):
             rec["variant"] = variant_label(protocol, key)
             f.write_text(json.dumps(rec, indent=2, default=str) + "\n")

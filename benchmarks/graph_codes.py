@@ -82,8 +82,8 @@ def main() -> None:
                  "loadavg": [round(x, 2) for x in os.getloadavg()]}
         if variant == "mm-codes":
             rows = compare(results["text-codes"], res, metrics=["ndcg@10", "ndcg@20", "recall@20"])
-            extra["paired_vs_text_codes"] = [{k: (round(v, 6) if isinstance(v, float) else v) for k, v in r.items()}
-                                             for r in rows]
+            extra["paired"] = {"vs_text_codes": [{k: (round(v, 6) if isinstance(v, float) else v)
+                                                  for k, v in r.items()} for r in rows]}
         metrics = {k: round(v, 5) for k, v in res.metrics.items() if not k.startswith("coverage")}
         print(variant, metrics, flush=True)
         record("graph", dataset="scientific-mm", model="tiger-hier", variant=f"loo {variant}", split="test",
