@@ -136,14 +136,13 @@ def generative_rows(args, ds, split, cold_rows, is_cold, common, warm, load0) ->
 
     # --- TIGER: one model, several reserve shares
     t0 = time.perf_counter()
-    shared_loop = args.model == "tiger-hier"  # trained by semrec.training, early stopping on validation
-    prefix = "train." if shared_loop else ""
+    # every generative model is trained by semrec.training (early stopping on validation)
     model = get_model_class(args.model)(ds.n_items, codes=codes, **{
-        f"{prefix}epochs": args.epochs, f"{prefix}max_train_seconds": args.max_train_minutes * 60,
+        "train.epochs": args.epochs, "train.max_train_seconds": args.max_train_minutes * 60,
         **parse_sets(args.set)})
-    model.fit(split.train, split.valid) if shared_loop else model.fit(split.train)
+    model.fit(split.train, split.valid)
     train_s = time.perf_counter() - t0
-    losses = [r["loss"] for r in model.history.records] if shared_loop else model.config.history["loss"]
+    losses = [r["loss"] for r in model.history.records]
     model.save(Path(__file__).resolve().parent.parent / "runs" / "cold_start" / f"{args.dataset}_{args.model}")
     for share in args.reserve:
         model.config.reserve_new = share
