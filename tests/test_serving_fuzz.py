@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 from semrec.serving import Engine, create_app  # noqa: E402
 
 KEY = "fuzz-key"
+pytestmark = pytest.mark.slow  # 25-60 s: 25 generated valid and 25 invalid requests per operation
 
 
 @pytest.fixture(scope="module")
