@@ -30,7 +30,7 @@ from benchmarks.common import SHARED_DATA, record, selection_of, write_results_m
 
 MM = SHARED_DATA / "amazon-scientific-mm"
 FEATURES = {"image": "Scientific.feat3CLS", "text": "Scientific.feat1CLS"}
-PROTOCOLS = {"loo": "leave-one-out", "mmrec": "mmrec-8-1-1", "cold": "leave-one-out, cold items"}
+PROTOCOLS = {"loo": "loo", "mmrec": "mmrec-8-1-1", "cold": "loo (cold items)"}  # settings.protocol
 COLD_FRACTION = 0.1
 RESULTS = Path(__file__).resolve().parent / "results" / "graph"
 
@@ -134,7 +134,7 @@ def run_model(key: str, protocol: str, budget: float, rows_dir: Path, refit: boo
                          "cold_share_of_top20": round(float(is_cold[top].mean()), 5)}
     cfg = getattr(model, "config", None)
     hist = getattr(model, "history", None)
-    settings = {"protocol": PROTOCOLS[protocol] if protocol != "mmrec" else "mmrec-8-1-1",
+    settings = {"protocol": PROTOCOLS[protocol],
                 "split": split.kind, "split_options": split.options, "exclude_history": True,
                 "modalities": modalities or (["id"] if name not in ("itemknn",) else ["co-occurrence"]),
                 "features": {m: f"amazon-scientific-mm/{FEATURES[m]} (CLIP ViT-B/32, 512-d)" for m in modalities},
