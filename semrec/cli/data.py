@@ -90,13 +90,16 @@ def split_options(kind: str, pairs: list[str], flag: str = "--option") -> dict[s
     from semrec.training.config import check_value
 
     fn = SPLITS[kind]
-    params = list(inspect.signature(fn).parameters)[1:]  # after the dataset
+    params = dict(list(inspect.signature(fn).parameters.items())[1:])  # after the dataset
     hints = typing.get_type_hints(fn)
     opts = parse_key_values(pairs, flag)
     for key in opts:
         if key not in params:
             raise ConfigError(f"{flag} {key!r} is not an option of split {kind!r}; allowed: {', '.join(params)}")
         opts[key] = check_value(opts[key], hints.get(key, typing.Any), key)
+    missing = [n for n, prm in params.items() if prm.default is inspect.Parameter.empty and n not in opts]
+    if missing:
+        raise ConfigError(f"split {kind!r} needs {', '.join(f'{flag} {n}=...' for n in missing)}")
     return opts
 
 

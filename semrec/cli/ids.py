@@ -98,6 +98,9 @@ def embed(dataset: Path = typer.Argument(..., help="Dataset folder (from `semrec
         raise ConfigError(f"--source {source_name} needs --from (precomputed: FILE; cf: RUN_DIR or sppmi)")
     if source_name == "image" and not model:
         raise ConfigError("--source image needs --model CLIP_FOLDER")
+    if source_name == "text" and not no_cache and cache is not None and cache.exists() and not cache.is_dir():
+        raise ConfigError(f"--cache {cache} is a file; the text cache is a folder (fix: another --cache, or "
+                          "--no-cache)")
     set_threads(threads)
     ds = Dataset.load(dataset)
     meta = {"dataset": str(dataset), "source": source_name, "rows": "item_idx",

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from semrec.errors import ConfigError
+from semrec.training.config import check_device  # noqa: F401  (re-exported for the commands)
 
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output of the same kind "
                                          "(semrec never replaces folders or files it did not write).")]
@@ -42,30 +43,6 @@ def parse_ks(text: str, flag: str = "--ks") -> tuple[int, ...]:
     if ks[0] < 1:
         raise ConfigError(f"{flag} {text!r}: cut-offs must be >= 1")
     return ks
-
-
-def check_device(device: str | None) -> str | None:
-    """`device` if torch can use it here, else a ConfigError saying which devices exist."""
-    if device is None:
-        return None
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ConfigError(f"--device {device!r} is not a device name; use cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cpu":
-        return device
-    if dev.type == "cuda":
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n == 0:
-            raise ConfigError(f"--device {device}: this torch build sees no CUDA GPU (fix: --device cpu)")
-        if dev.index is not None and dev.index >= n:
-            raise ConfigError(f"--device {device}: only {n} CUDA device(s) (cuda:0..cuda:{n - 1})")
-        return device
-    if dev.type == "mps" and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return device
-    raise ConfigError(f"--device {device}: not available on this machine (fix: --device cpu)")
 
 
 def set_threads(threads: int | None) -> None:

@@ -68,7 +68,7 @@ def recommend_ids(run_dir: Path, history: list[str], k: int = 10, data: Optional
     unknown = [h for h in history if h not in index]
     if unknown:
         raise DataError(f"unknown item id(s) {unknown[:5]} in --history", field="item_id",
-                        fix=f"use ids from the dataset's item table ({len(ids):,} items, e.g. {ids[0]!r})")
+                        fix=f"use ids from the dataset's item table ({len(ids):,} items, e.g. '{ids[0]}')")
     hist = Sequences.from_lists([[index[h] for h in history]])
     if k > model.n_items:
         raise ConfigError(f"-k {k} exceeds the catalogue size {model.n_items}")

@@ -96,7 +96,7 @@ def register(app: typer.Typer) -> None:
 
           semrec train sasrec --data data/beauty --set train.epochs=50 --set loss=ce --out runs/beauty-sasrec
         """
-        from semrec.cli.options import parse_key_values
+        from semrec.cli.data import split_options
         from semrec.data import Dataset
         from semrec.io import check_output
         from semrec.models import get_model_class
@@ -104,9 +104,10 @@ def register(app: typer.Typer) -> None:
 
         check_output(out_dir, "run", overwrite or resume)
         check_device(device)
-        split_options = parse_key_values(split_option, "--split-option")
-        if split is not None and (split_option or split_kind != "leave-one-out"):
+        kind = str(getattr(split_kind, "value", split_kind))
+        if split is not None and (split_option or kind != "leave-one-out"):
             raise ConfigError("--split loads a saved split; --split-kind/--split-option only apply without it")
+        split_opts = split_options(kind, split_option, "--split-option") if split is None else {}
         if threads and model_has_train(model):
             set_ = [*set_, f"train.num_threads={threads}"]
         metric_ks = parse_ks(ks)
@@ -119,7 +120,7 @@ def register(app: typer.Typer) -> None:
                               "written by `semrec train text-seq`)")
         set_threads(threads)
         ds = Dataset.load(data)
-        sp = make_split(ds, split, split_kind.value if hasattr(split_kind, "value") else split_kind, split_options)
+        sp = make_split(ds, split, kind, split_opts)
         m = get_model_class(model)(ds.n_items, cfg)
         init_info = prepare_model(m, data, init)
         err.print(f"training {model} on {ds} ({sp.kind}: {len(sp.train):,} train sequences, "

@@ -60,6 +60,9 @@ class Split:
         """Read a split folder; missing, truncated or inconsistent arrays are a DataError naming the file."""
         path = Path(path)
         fix = "re-create it with `semrec data split`"
+        if not (path / "split.json").is_file():
+            raise DataError("not a split folder (no split.json)", path=path,
+                            fix="pass a folder written by `semrec data split` (or omit --split)")
         info = read_json(path / "split.json")
         if not isinstance(info.get("n_items"), int) or not isinstance(info.get("kind"), str):
             raise DataError("needs an integer 'n_items' and a string 'kind'", path=path / "split.json", fix=fix)

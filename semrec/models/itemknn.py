@@ -17,6 +17,7 @@ import torch
 
 from semrec.data.sequences import Sequences
 from semrec.data.splits import EvalSet
+from semrec.errors import ConfigError
 from semrec.models.base import ScoringRecommender, register
 
 
@@ -34,6 +35,16 @@ class ItemKNNConfig:
     history_items: int = 3  # how many of the latest history items vote
     history_decay: float = 0.3  # vote weight of the t-th latest item: history_decay ** (t - 1)
     popularity_prior: float = 1e-6  # tiny popularity score that orders items without co-occurrence signal
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.history_items < 1:
+            raise ConfigError("itemknn: window and history_items must be >= 1")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"itemknn: alpha must be in [0, 1], got {self.alpha}")
+        if min(self.distance_decay, self.backward_weight, self.shrink, self.history_decay,
+               self.popularity_prior) < 0:
+            raise ConfigError("itemknn: distance_decay, backward_weight, shrink, history_decay and "
+                              "popularity_prior must be >= 0")
 
 
 def transition_counts(train: Sequences, n_items: int, window: int, distance_decay: float,

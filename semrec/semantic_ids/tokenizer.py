@@ -126,6 +126,7 @@ class Tokenizer(ABC):
         if cf_vectors is not None and len(cf_vectors) != len(vectors):
             raise DataError(f"{len(cf_vectors)} CF vectors for {len(vectors)} items (rows must be item_idx)")
         torch.manual_seed(getattr(self.config, "seed", 0))
+        self.fit_stats["input_dim"] = int(np.shape(vectors)[1]) if np.ndim(vectors) == 2 else None
         cf = self._tensor(cf_vectors) if cf_vectors is not None else None
         raw = self._fit(self._tensor(vectors), cf)
         need_last = self.config.collisions == "reassign"
@@ -166,6 +167,10 @@ class Tokenizer(ABC):
         """
         if self.codes is None:
             raise ConfigError(f"{self.name} tokenizer is not fitted (fix: call fit or load a fitted folder)")
+        dim = self.fit_stats.get("input_dim")
+        if dim and (np.ndim(vectors) != 2 or np.shape(vectors)[1] != dim):
+            raise DataError(f"vectors of shape {np.shape(vectors)}, but this tokenizer was fitted on {dim}-d "
+                            "vectors", fix="encode vectors made the same way as the fitted ones")
         row = self._lookup(vectors)
         out = np.empty((len(vectors), self.codes.shape[1]), dtype=np.int64)
         known = row >= 0

@@ -64,6 +64,30 @@ class TrainConfig:
             raise ConfigError("train.resume=true needs train.checkpoint_dir (the folder holding last/)")
 
 
+def check_device(device: str | None) -> str | None:
+    """`device` if torch can use it here, else a ConfigError saying which devices exist."""
+    if device is None:
+        return None
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"--device {device!r} is not a device name; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cpu":
+        return device
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ConfigError(f"--device {device}: this torch build sees no CUDA GPU (fix: --device cpu)")
+        if dev.index is not None and dev.index >= n:
+            raise ConfigError(f"--device {device}: only {n} CUDA device(s) (cuda:0..cuda:{n - 1})")
+        return device
+    if dev.type == "mps" and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return device
+    raise ConfigError(f"--device {device}: not available on this machine (fix: --device cpu)")
+
+
 def metric_k(metric: str) -> int | None:
     """The cut-off of a metric name ('ndcg@10' -> 10, 'mrr' -> None); raises ConfigError for unknown names."""
     name, _, k = metric.partition("@")
@@ -243,6 +267,10 @@ def _set(config: Any, path: list[str], value: Any, full: str) -> Any:
             raise ConfigError(f"option {full!r}: {head!r} has no sub-options")
         return dataclasses.replace(config, **{head: _set(sub, path[1:], value, full)})
     current = getattr(config, head)
+    if dataclasses.is_dataclass(current) and not isinstance(value, dict):
+        sub = sorted(f.name for f in dataclasses.fields(current))
+        raise ConfigError(f"option {full!r} is a group of options; set one of them, e.g. {full}.{sub[0]}=... "
+                          f"(known: {sub})")
     if dataclasses.is_dataclass(current) and isinstance(value, dict):  # merge, keeping the model's own defaults
         for key, sub_value in value.items():
             current = _set(current, [key], sub_value, f"{full}.{key}")

@@ -26,7 +26,7 @@ from semrec.data.splits import SPLITS, Split
 from semrec.errors import ConfigError, DataError
 from semrec.evaluation import EvalResult, evaluate
 from semrec.io import check_output, commit_partial, marker_info, open_partial, partial_dir, read_json, write_json
-from semrec.training.config import apply_overrides
+from semrec.training.config import apply_overrides, check_device
 from semrec.training.loop import log_jsonl
 
 DEFAULT_KS = (5, 10, 20)
@@ -91,6 +91,9 @@ def preflight(name: str, cfg: Any) -> None:
     """Refuse, before any data is read or anything written, options that would only fail later: a code table
     model `name` needs but was not given, or an input path (any `*_path` option) that does not exist."""
     names = {f.name for f in dataclasses.fields(cfg)}
+    for owner in (cfg, getattr(cfg, "train", None)):
+        if owner is not None and isinstance(getattr(owner, "device", None), str):
+            check_device(owner.device)
     if "codes_path" in names and cfg.codes_path is None:
         raise ConfigError(f"{name} needs a semantic-ID code table (fix: --set codes_path=DIR, a folder "
                           "written by `semrec ids fit`)")
