@@ -60,7 +60,8 @@ def movielens():
 
 def labels_of(ds, attr: str) -> np.ndarray:
     col = age_band(ds.users["age"]) if attr == "age" else ds.users[attr]
-    _, inv = np.unique(np.asarray(col.cast(str).to_list()), return_inverse=True)
+    # the reader gives MovieLens' occupation "none" (9 users) as null: it is a class of its own here
+    _, inv = np.unique(np.asarray(col.cast(str).fill_null("none").to_list()), return_inverse=True)
     return inv.astype(np.int64)
 
 
@@ -203,7 +204,7 @@ def run_lookalike(args: argparse.Namespace) -> None:
     cached = ml_vectors(args, ds, split, folds)  # the probe's models (no attribute supervision in these two)
     vecs = {"sasrec": cached["sasrec"], "user-text": cached["user-text"]}
     vecs["bag-of-items"] = bag_of_items(hist, ds.n_items).toarray().astype(np.float32)
-    occ = np.asarray(ds.users["occupation"].to_list())
+    occ = np.asarray(ds.users["occupation"].fill_null("none").to_list())
     names, counts = np.unique(occ, return_counts=True)
     rng = np.random.default_rng(0)
     draws = {n: [rng.choice(np.flatnonzero(occ == n), 20, replace=False) for _ in range(10)]
