@@ -12,6 +12,7 @@ def test_quickstart_cli_with_simple_baselines(tmp_path):
                                    "--model", "itemknn"])
     assert res.exit_code == 0, res.output + repr(res.exception)
     assert "test set" in res.output and "itemknn" in res.output and "history" in res.output
+    assert "semrec serve" in res.output and "curl -s -X POST" in res.output  # how to serve the run, one request
     for name in ("mostpop", "itemknn"):
         assert (tmp_path / "qs" / "runs" / name / "metrics.json").exists()
 
