@@ -86,20 +86,18 @@ def _copy(src: Path, dst: Path) -> Path:
     return dst
 
 
+def _copy_with(src: Path, dst: Path, rel: str, content: bytes | None) -> None:
+    """A copy of folder `src` at `dst` with file `rel` replaced by `content` (or removed when None)."""
+    _copy(src, dst)
+    (dst / rel).unlink() if content is None else (dst / rel).write_bytes(content)
+
+
 def _dataset_with(world: Path, scratch: Path, name: str, content: bytes | None) -> None:
-    ds = _copy(world / "ds", scratch / "ds")
-    if content is None:
-        (ds / name).unlink()
-    else:
-        (ds / name).write_bytes(content)
+    _copy_with(world / "ds", scratch / "ds", name, content)
 
 
 def _run_with(world: Path, scratch: Path, rel: str, content: bytes | None) -> None:
-    run = _copy(world / "run", scratch / "run")
-    if content is None:
-        (run / rel).unlink()
-    else:
-        (run / rel).write_bytes(content)
+    _copy_with(world / "run", scratch / "run", rel, content)
 
 
 def _truncate(path: Path, keep: float = 0.5) -> bytes:
