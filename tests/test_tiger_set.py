@@ -131,7 +131,7 @@ def test_soft_ids_at_zero_temperature_equal_the_hard_code_model():
     net.tau = 1.0  # a warm temperature gives a different (soft) loss, and gradients reach the codebooks
     loss = net.train()(soft.history_codes(win), win)
     loss.backward()
-    assert abs(float(loss) - want) > 1e-5 and net.books.grad.abs().sum() > 0
+    assert abs(float(loss) - want) > 1e-5 and net.delta.grad.abs().sum() > 0
 
 
 def test_soft_ids_anneal_to_hard_collision_free_codes(tmp_path, one_torch_thread):
@@ -139,7 +139,7 @@ def test_soft_ids_anneal_to_hard_collision_free_codes(tmp_path, one_torch_thread
     train = Sequences.from_lists([rng.integers(0, 40, rng.integers(3, 9)).tolist() for _ in range(60)])
     model = soft_model(1.0, tau_end=0.01, anneal_fraction=0.5, **{"train.epochs": 4})
     model.fit(train)
-    assert bool(model.module.hard) and not model.module.books.requires_grad
+    assert bool(model.module.hard) and not model.module.delta.requires_grad
     assert len(np.unique(model.codes, axis=0)) == 40  # hard, collision-free: every item its own identifier
     raw, _ = model.module.hard_codes()  # the frozen codes are the trained codebooks' nearest codewords
     assert (raw == model.codes).mean() > 0.9

@@ -60,12 +60,22 @@ class TigerSoftNet(TigerSetNet):
     def __init__(self, cfg: TigerSoftConfig, n_items: int, z: torch.Tensor, books: torch.Tensor):
         super().__init__(cfg, books.shape[0], books.shape[1], n_items)
         self.register_buffer("z", z.clone())  # (n_items, m, sub)
-        self.books = nn.Parameter(books.clone())  # (m, K, sub)
-        err = (z[:, :, None] - books[None]).pow(2).sum(-1).min(-1).values.mean(0)  # (m,) mean quantisation error
-        self.register_buffer("scale", err.clamp(min=1e-6))
+        # codebooks = PQ init + a learned offset in units of the digit's codeword spread: Adam's steps of ~lr and
+        # the loop's weight decay then act on the offset (decay pulls back to the init, not to 0, which
+        # collapsed the codes onto a few codewords in a Beauty run)
+        self.register_buffer("books0", books.clone())
+        self.register_buffer("spread", books.std(dim=(1, 2), keepdim=True).clamp(min=1e-6) * 0.1)
+        self.delta = nn.Parameter(torch.zeros_like(books))
+        err = torch.stack([torch.cdist(z[:, j], books[j]).min(1).values.pow(2).mean() for j in range(len(books))])
+        self.register_buffer("scale", err.clamp(min=1e-6))  # (m,) mean quantisation error per digit
         self.register_buffer("hard", torch.zeros((), dtype=torch.bool))
         self.tau = cfg.tau_start
         self.uniformity = cfg.uniformity
+
+    @property
+    def books(self) -> torch.Tensor:
+        """(m, K, sub) current codebooks."""
+        return self.books0 + self.spread * self.delta
 
     def assign_logits(self, items: torch.Tensor) -> torch.Tensor:
         """(U,) items -> (U, m, K) logits of the soft assignment at the current temperature."""
@@ -166,17 +176,25 @@ class TigerSoft(TigerSet):
         if not bool(net.hard):
             self.refresh_codes()
             net.hard.fill_(True)
-            net.books.requires_grad_(False)
+            net.delta.requires_grad_(False)
 
-    def refresh_codes(self) -> None:
+    def refresh_codes(self, strict: bool = True) -> None:
+        """Hard codes of the current codebooks; `strict=False` (validation while soft) keeps colliding codes
+        instead of failing when the last digit cannot separate them."""
         raw, last = self.module.hard_codes()
-        self.codes = resolve(raw, "reassign", last)
+        try:
+            self.codes = resolve(raw, "reassign", last)
+        except ConfigError as e:
+            if strict:
+                raise ConfigError(f"tiger-soft: the trained codebooks put too many items on one code ({e}); "
+                                  "fix: raise uniformity or lower train.lr") from None
+            self.codes = raw
         self._tokens = self._codes_t = None
 
     def score(self, histories: Sequences) -> torch.Tensor:
         step = getattr(self, "_step", 0)
         if self.module is not None and not bool(self.module.hard) and getattr(self, "_codes_version", -1) != step:
-            self.refresh_codes()  # validation during the soft phase scores the current hard codes
+            self.refresh_codes(strict=False)  # validation during the soft phase scores the current hard codes
             self._codes_version = step
         return super().score(histories)
 
@@ -195,6 +213,6 @@ class TigerSoft(TigerSet):
         m, k, sub = int(extra["n_digits"]), int(extra["codebook"]), int(extra["sub_dim"])
         model = cls(trained, config)
         model.codes, model.codebook = np.zeros((trained, m), np.int64), k
-        model._z, model._books = torch.zeros(trained, m, sub), torch.ones(m, k, sub)
+        model._z, model._books = torch.zeros(trained, m, sub), torch.ones(m, k, sub)  # overwritten by the state
         model.build(device)
         return model
