@@ -58,8 +58,9 @@ def test_recommend_cli_json_and_unknown_id(run_dir):
 
 
 @pytest.mark.parametrize("name,sizes", [
-    ("tiger", ["encoder_layers=1", "decoder_layers=1", "epochs=1"]),
-    ("tiger-hier", ["n_layers=1", "head_layers=1", "train.epochs=2", "id_input=true"]),
+    ("tiger", ["encoder_layers=1", "decoder_layers=1", "epochs=1", "beam=20"]),
+    ("tiger-hier", ["n_layers=1", "head_layers=1", "train.epochs=2", "id_input=true", "beam=20"]),
+    ("tiger-set", ["n_layers=1", "train.epochs=2", "item_loss=1.0", "item_negatives=4", "head_dim=8"]),
 ])
 def test_semrec_train_generative_through_registry_then_recommend(run_dir, tmp_path, name, sizes):
     from typer.testing import CliRunner
@@ -71,8 +72,7 @@ def test_semrec_train_generative_through_registry_then_recommend(run_dir, tmp_pa
     data = run_dir[0].parent / "data"
     codes = np.stack(np.unravel_index(np.random.default_rng(1).choice(64, ds.n_items, replace=False), (4, 4, 4)), 1)
     np.save(tmp_path / "codes.npy", codes)
-    sets = ["codes_path=" + str(tmp_path / "codes.npy"), *sizes, "d_model=16", "n_heads=2", "d_head=8", "d_ff=32",
-            "beam=20"]
+    sets = ["codes_path=" + str(tmp_path / "codes.npy"), *sizes, "d_model=16", "n_heads=2", "d_head=8", "d_ff=32"]
     args = ["train", name, "--data", str(data), "--out", str(tmp_path / "run")]
     for s in sets:
         args += ["--set", s]
