@@ -267,6 +267,8 @@ def _set(config: Any, path: list[str], value: Any, full: str) -> Any:
             raise ConfigError(f"option {full!r}: {head!r} has no sub-options")
         return dataclasses.replace(config, **{head: _set(sub, path[1:], value, full)})
     current = getattr(config, head)
+    if dataclasses.is_dataclass(current) and isinstance(value, type(current)):  # a whole config object (Python API)
+        return dataclasses.replace(config, **{head: value})
     if dataclasses.is_dataclass(current) and not isinstance(value, dict):
         sub = sorted(f.name for f in dataclasses.fields(current))
         raise ConfigError(f"option {full!r} is a group of options; set one of them, e.g. {full}.{sub[0]}=... "
