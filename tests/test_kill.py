@@ -51,7 +51,7 @@ def _start(argv: list) -> subprocess.Popen:
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("kill")
-    ds = synthetic_dataset(SyntheticConfig(n_users=3000, n_items=1500, seed=3))
+    ds = synthetic_dataset(SyntheticConfig(n_users=1500, n_items=800, seed=3))
     ds.save(root / "ds")
     seqs = ds.sequences()
     lines = [f"u{u} " + " ".join(map(str, seqs[u].tolist())) for u in range(len(seqs))]
@@ -67,7 +67,7 @@ COMMANDS = {
                                 "--out", out],
                 lambda out: (out / "codes.parquet").exists() and (out / "diagnostics.json").exists()),
     "train": (lambda r, out: ["train", "sasrec", "--data", r / "ds", "--out", out, "--threads", "1",
-                              "--set", "epochs=3", "--set", "hidden=16", "--set", "train.progress=false"],
+                              "--set", "epochs=2", "--set", "hidden=16", "--set", "train.progress=false"],
               lambda out: (out / "metrics.json").exists() and (out / "model" / "model.safetensors").exists()),
 }
 
