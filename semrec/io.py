@@ -82,6 +82,10 @@ def folder_kind(path: str | Path) -> str | None:
     return None
 
 
+def _a(word: str) -> str:
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
 def check_output(path: str | Path, kind: str, overwrite: bool = False, *, is_file: bool = False,
                  file_kind: str | None = None) -> None:
     """Refuse, before any work, an output path whose current content must not be replaced.
@@ -101,7 +105,7 @@ def check_output(path: str | Path, kind: str, overwrite: bool = False, *, is_fil
         return
     if is_file:
         if path.is_dir():
-            raise OutputError(f"{path} is a folder; a {kind} file was expected", fix="give a file path as --out")
+            raise OutputError(f"{path} is a folder; {_a(kind)} file was expected", fix="give a file path as --out")
         if file_kind != kind:
             raise OutputError(f"{path} exists and is not a semrec {kind} file; refusing to replace it",
                               fix="choose another --out (semrec never overwrites files it did not write)")
@@ -110,7 +114,7 @@ def check_output(path: str | Path, kind: str, overwrite: bool = False, *, is_fil
                               "another --out")
         return
     if not path.is_dir():
-        raise OutputError(f"{path} is a file; a {kind} folder was expected", fix="choose another --out")
+        raise OutputError(f"{path} is a file; {_a(kind)} folder was expected", fix="choose another --out")
     if not any(path.iterdir()):
         return  # an empty folder holds nothing to lose
     found = folder_kind(path)
@@ -118,7 +122,7 @@ def check_output(path: str | Path, kind: str, overwrite: bool = False, *, is_fil
         raise OutputError(f"{path} exists and is not a semrec folder; refusing to replace it",
                           fix="choose another --out (semrec only replaces folders it wrote)")
     if found != kind:
-        raise OutputError(f"{path} is a semrec {found} folder, not a {kind} folder; refusing to replace it",
+        raise OutputError(f"{path} is a semrec {found} folder, not {_a(kind)} folder; refusing to replace it",
                           fix="choose another --out")
     if not overwrite:
         raise OutputError(f"{path} exists (a semrec {kind} folder)", fix=f"pass {flag} to replace it, or choose "

@@ -70,7 +70,7 @@ def available_models() -> list[str]:
     (files that use `@register`)."""
     folder = Path(__file__).parent
     files = [*folder.glob("*.py"), *folder.glob("*/*.py")]
-    names = {p.stem for p in files
+    names = {p.stem.replace("_", "-") for p in files  # module text_seq registers text-seq
              if p.stem not in ("base", "__init__") and not p.stem.startswith("_")
              and "@register" in p.read_text(errors="ignore")}
     return sorted(names | set(REGISTRY))
