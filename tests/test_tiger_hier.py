@@ -62,6 +62,14 @@ def test_recommend_equals_naive_search_and_roundtrip(tmp_path, id_input):
     items2, scores2 = loaded.recommend(hist, k=4, beam=6)
     assert np.array_equal(items, items2) and np.allclose(scores, scores2)
     assert loaded.config.n_layers == 1 and loaded.config.train.batch_size == 16
+    # a new item (index 40, a free code) survives save -> load -> recommend, also with the per-item table
+    free = sorted(set(np.ndindex(4, 4, 3)) - set(map(tuple, loaded.codes.tolist())))[0]
+    loaded.add_items(np.array([40]), np.array([free]))
+    loaded.save(tmp_path / "m2")
+    again = Recommender.load(tmp_path / "m2")
+    assert again.n_items == 41 and 40 in again.recommend(hist.select(np.arange(1)), k=41, beam=41)[0][0]
+    with_new = Sequences.from_lists([[40, 3]])  # a history holding the new item
+    assert again.recommend(with_new, k=4)[0].shape == (1, 4)
 
 
 @pytest.mark.slow

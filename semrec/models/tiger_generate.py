@@ -165,13 +165,15 @@ class GenerativeMixin:
         self.module.eval()
 
     def extra_state(self) -> dict[str, Any]:
-        return {"vocab_sizes": self.vocab_sizes, "n_levels": len(self.vocab_sizes)}
+        emb = getattr(self.module, "item_emb", None)  # the per-item table keeps its trained size after add_items
+        trained = self.n_items if emb is None else emb.num_embeddings - 1
+        return {"vocab_sizes": self.vocab_sizes, "n_levels": len(self.vocab_sizes), "n_items_trained": trained}
 
     @classmethod
     def from_extra(cls, n_items: int, config: Any, extra: dict[str, Any], device: str = "cpu") -> Any:
-        config.codes_path = None  # the code table comes from model.safetensors
+        config.codes_path = None  # the code table comes from model.safetensors (it sets n_items, added items too)
         config.device = device
-        model = cls(n_items, config)
+        model = cls(int(extra.get("n_items_trained", n_items)), config)
         model.vocab_sizes = [int(v) for v in extra["vocab_sizes"]]
         model.build(device=device)
         return model
