@@ -43,7 +43,7 @@ def _cpu_seconds(pid: int) -> float:
     pids = [pid]
     try:
         pids += [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
+    except OSError:  # no children file (or the process is gone): count the parent alone
         pass
     for p in pids:
         try:

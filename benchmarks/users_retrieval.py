@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import SHARED_DATA, record, write_results_md  # noqa: E402
+from common import SHARED_DATA, record, selection_of, write_results_md  # noqa: E402
 
 from semrec.evaluation import evaluate  # noqa: E402
 from semrec.models import Recommender, get_model_class  # noqa: E402
@@ -82,6 +82,9 @@ def run_retrieval(args: argparse.Namespace) -> None:
         equal = (found == own).all(1)
         same_set = (np.sort(found, 1) == np.sort(own, 1)).all(1)
         res = evaluate(model, test, ks=(10,))
+        selection = selection_of(getattr(model, "history", None), "ndcg@10") or {
+            "metric": "ndcg@10", "valid_score": evaluate(model, split.valid, ks=(10,)).metrics["ndcg@10"],
+            "note": "loaded from the cache: validation score of the loaded model"}
         extra = {"task": "retrieval", "top10_equal_fraction": float(equal.mean()),
                  "top10_set_equal_fraction": float(same_set.mean()), "users": int(len(test)),
                  "user_dim": int(users.vectors.shape[1]), "dot_product": True,
@@ -93,7 +96,7 @@ def run_retrieval(args: argparse.Namespace) -> None:
                        "search_s": round(search_s, 2)},
                settings={"split": "leave-one-out", "exclude_history": False, "k": 10, "budget_s": args.budget,
                          "model_options": MODELS[name], "threads": args.threads},
-               extra=extra, name=f"retrieval_beauty_{name}")
+               extra=extra, name=f"retrieval_beauty_{name}", selection=selection)
         print(name, extra, flush=True)
 
 

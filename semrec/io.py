@@ -231,6 +231,10 @@ def open_partial(path: str | Path, kind: str, resume: bool = False) -> Path:
     path = Path(path)
     part = partial_dir(path)
     if part.exists():
+        empty = part.is_dir() and not any(part.iterdir())  # killed between mkdir and marker: nothing to lose
+        if marker_info(part).get("kind") != kind and not empty:  # never touch a folder semrec did not write
+            raise OutputError(f"{part} exists and is not a semrec partial {kind}; refusing to touch it",
+                              fix="move it away, or choose another --out")
         pid = marker_info(part).get("pid")
         if isinstance(pid, int) and pid != os.getpid() and _pid_alive(pid):
             raise OutputError(f"another semrec process (pid {pid}) is writing {path}",

@@ -327,3 +327,12 @@ def test_gzip_named_file_that_is_gzip_reads(tmp_path: Path, capsys):
 def test_debug_shows_the_traceback(world: Path, capsys):
     with pytest.raises(Exception, match="not a semrec folder"):
         main(["--debug", "train", "mostpop", "--data", str(world / "ds"), "--out", str(world / "user")])
+
+
+def test_a_foreign_partial_folder_is_never_removed(world: Path, tmp_path: Path, capsys):
+    own = tmp_path / ".out.partial"  # a user's folder that happens to have the name train stages in
+    own.mkdir()
+    (own / "keep.txt").write_text("mine\n")
+    code, msg = run_cli(capsys, "train", "mostpop", "--data", world / "ds", "--out", tmp_path / "out")
+    assert code == 2 and "not a semrec partial run" in msg and "Traceback" not in msg, msg
+    assert (own / "keep.txt").read_text() == "mine\n" and not (tmp_path / "out").exists()
