@@ -41,11 +41,12 @@ def target_ranks(top_ids: np.ndarray, targets: Sequences) -> np.ndarray:
 
 def evaluate(model: Any, evalset: EvalSet, ks: tuple[int, ...] = (5, 10, 20), batch_size: int = 1024,
              exclude_history: bool = False, train: Sequences | None = None, progress: bool = False,
-             name: str | None = None) -> EvalResult:
+             name: str | None = None, item_chunk: int | None = None) -> EvalResult:
     """Evaluate `model.recommend` on `evalset` with full ranking; see semrec.evaluation.metrics for definitions.
 
     exclude_history: mask each row's history items before ranking (off by default, as in the published
     tables; recorded in the result). train: training sequences, used for target-popularity breakdowns.
+    item_chunk: catalogue items scored at once (dot-product models; see `ScoringRecommender.recommend`).
     """
     ks = tuple(sorted({int(k) for k in ks}))
     if not ks or ks[0] < 1:
@@ -53,6 +54,8 @@ def evaluate(model: Any, evalset: EvalSet, ks: tuple[int, ...] = (5, 10, 20), ba
     n_items = int(model.n_items)
     if ks[-1] > n_items:
         raise ConfigError(f"K={ks[-1]} exceeds the catalogue size {n_items}")
+    if item_chunk is not None and not hasattr(model, "score_factors"):
+        raise ConfigError(f"{type(model).__name__} cannot score the catalogue in chunks (item_chunk); leave it unset")
     n = len(evalset)
     if n == 0:
         raise DataError("the evaluation set has no rows", fix="check the split (users need >= 3 interactions)")
@@ -76,8 +79,10 @@ def evaluate(model: Any, evalset: EvalSet, ks: tuple[int, ...] = (5, 10, 20), ba
         rows = order[start:start + batch_size]
         hist = evalset.histories.select(rows)
         # models with per-user parameters (graph CF) also get the rows' user indices
-        by_user = {"users": evalset.users[rows]} if getattr(model, "uses_users", False) else {}
-        top, _ = model.recommend(hist, k=ks[-1], exclude=hist if exclude_history else None, **by_user)
+        options = {"users": evalset.users[rows]} if getattr(model, "uses_users", False) else {}
+        if item_chunk is not None:
+            options["item_chunk"] = item_chunk
+        top, _ = model.recommend(hist, k=ks[-1], exclude=hist if exclude_history else None, **options)
         top = np.asarray(top)
         if top.shape != (len(rows), ks[-1]):
             raise ConfigError(f"{type(model).__name__}.recommend returned shape {top.shape}; "

@@ -216,13 +216,27 @@ class Recommender(ABC):
 
 
 class ScoringRecommender(Recommender):
-    """A model that scores every item for a history: implement `score`; top-k, masking and batching are here."""
+    """A model that scores every item for a history: implement `score` (or `score_factors`); top-k, masking,
+    batching and catalogue chunking are here."""
 
     score_batch_size: int = 1024  # histories scored per forward pass in `recommend`
+    max_score_elements: int = 2**25  # batch x items scores held at once (128 MB float32) by factored models
 
-    @abstractmethod
     def score(self, histories: Sequences) -> torch.Tensor:
-        """A (batch, n_items) float tensor of scores, higher = better, for each history (oldest item first)."""
+        """A (batch, n_items) float tensor of scores, higher = better, for each history (oldest item first).
+
+        Default: `users @ items.T` from `score_factors`; models that do not factor override this."""
+        factors = self.score_factors(histories)
+        if factors is None:
+            raise NotImplementedError(f"{type(self).__name__} implements neither score nor score_factors")
+        users, items = factors
+        return users @ items.T
+
+    def score_factors(self, histories: Sequences) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(users (batch, d), items (n_items, d)) with score = users @ items.T, for dot-product models; it
+        lets `recommend` score a million-item catalogue in chunks (memory batch x chunk, not batch x n_items).
+        None (the default): the model scores only through `score`."""
+        return None
 
     def scoring(self) -> contextlib.AbstractContextManager:
         """Context in which `score` runs during `recommend` (TorchRecommender: eval mode, no autograd)."""
@@ -236,14 +250,21 @@ class ScoringRecommender(Recommender):
         return self.score(histories)
 
     def recommend(self, histories: Sequences, k: int = 10, exclude: Sequences | None = None,
-                  users: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  users: np.ndarray | None = None, item_chunk: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k item indices and scores per history; items in `exclude[i]` get -inf and are never returned
-        unless fewer than k items remain. `users`: the rows' user indices, for models with `uses_users`."""
+        unless fewer than k items remain. `users`: the rows' user indices, for models with `uses_users`.
+
+        item_chunk: items scored at once by models with `score_factors` (the running top-k is merged chunk
+        by chunk, with exactly the same result); default: as many as keep batch x chunk <= max_score_elements.
+        """
         n = len(histories)
         if users is not None and len(users) != n:
             raise ConfigError(f"users has {len(users)} rows but histories has {n}")
         if exclude is not None and len(exclude) != n:
             raise ConfigError(f"exclude has {len(exclude)} rows but histories has {n}")
+        if item_chunk is not None and int(item_chunk) < 1:
+            raise ConfigError(f"item_chunk must be >= 1, got {item_chunk}")
         k = min(int(k), self.n_items)
         ids = np.empty((n, k), dtype=np.int64)
         vals = np.empty((n, k), dtype=np.float32)
@@ -251,23 +272,62 @@ class ScoringRecommender(Recommender):
             for start in range(0, n, self.score_batch_size):
                 rows = np.arange(start, min(start + self.score_batch_size, n))
                 hist = histories.select(rows)
-                scores = torch.as_tensor(self.score(hist) if users is None
-                                         else self.score_users(hist, np.asarray(users)[rows]))
-                if scores.shape != (len(rows), self.n_items):
-                    raise ConfigError(f"{type(self).__name__}.score returned shape {tuple(scores.shape)}; "
-                                      f"expected ({len(rows)}, {self.n_items})")
-                if not scores.is_floating_point():
-                    scores = scores.float()
-                if exclude is not None:
-                    ex = exclude.select(rows)
-                    r = torch.from_numpy(np.repeat(np.arange(len(rows)), ex.lengths)).to(scores.device)
-                    c = torch.from_numpy(ex.items).to(scores.device)
-                    scores = scores.index_put((r, c), torch.tensor(-math.inf, dtype=scores.dtype,
-                                                                   device=scores.device))
-                top_vals, top_ids = top_k(scores, k)
+                ex = exclude.select(rows) if exclude is not None else None
+                factors = self.score_factors(hist) if users is None else None
+                if factors is not None:
+                    if factors[1].shape[0] != self.n_items:
+                        raise ConfigError(f"{type(self).__name__}.score_factors returned {factors[1].shape[0]} "
+                                          f"item rows; expected {self.n_items}")
+                    chunk = int(item_chunk or max(k, self.max_score_elements // max(len(rows), 1)))
+                    top_vals, top_ids = _chunked_top_k(*factors, k, ex, chunk)
+                else:
+                    if item_chunk is not None:
+                        raise ConfigError(f"{type(self).__name__} scores the whole catalogue at once (no "
+                                          "score_factors), so it cannot score in chunks: leave item_chunk unset")
+                    scores = torch.as_tensor(self.score(hist) if users is None
+                                             else self.score_users(hist, np.asarray(users)[rows]))
+                    top_vals, top_ids = top_k(self._checked(scores, len(rows), ex), k)
                 ids[rows] = top_ids.cpu().numpy()
                 vals[rows] = top_vals.cpu().numpy()
         return ids, vals
+
+    def _checked(self, scores: torch.Tensor, rows: int, exclude: Sequences | None) -> torch.Tensor:
+        """`scores` checked to be (rows, n_items), as floats, with the excluded items set to -inf."""
+        if scores.shape != (rows, self.n_items):
+            raise ConfigError(f"{type(self).__name__}.score returned shape {tuple(scores.shape)}; "
+                              f"expected ({rows}, {self.n_items})")
+        return mask_items(scores if scores.is_floating_point() else scores.float(), exclude)
+
+
+def mask_items(scores: torch.Tensor, exclude: Sequences | None, first_item: int = 0) -> torch.Tensor:
+    """`scores` with -inf at each row's `exclude` items; the columns hold items first_item.. first_item + width."""
+    if exclude is None or not len(exclude.items):
+        return scores
+    rows = np.repeat(np.arange(len(exclude)), exclude.lengths)
+    cols = exclude.items - first_item
+    inside = (cols >= 0) & (cols < scores.shape[1])
+    r = torch.from_numpy(rows[inside]).to(scores.device)
+    c = torch.from_numpy(cols[inside]).to(scores.device)
+    return scores.index_put((r, c), torch.tensor(-math.inf, dtype=scores.dtype, device=scores.device))
+
+
+def _chunked_top_k(users: torch.Tensor, items: torch.Tensor, k: int, exclude: Sequences | None, chunk: int
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`top_k(mask(users @ items.T), k)` computed `chunk` items at a time.
+
+    The running top-k lists lower item indices first among equal scores, and so does each chunk's, so
+    taking the top k of [running, chunk] by position keeps `top_k`'s tie order: the result is identical."""
+    best_vals = best_ids = None
+    for first in range(0, items.shape[0], chunk):
+        scores = mask_items((users @ items[first:first + chunk].T).float(), exclude, first)
+        vals, ids = top_k(scores, k)
+        ids = ids + first
+        if best_vals is not None:
+            vals, ids = torch.cat([best_vals, vals], 1), torch.cat([best_ids, ids], 1)
+            vals, pos = top_k(vals, k)
+            ids = ids.gather(1, pos)
+        best_vals, best_ids = vals, ids
+    return best_vals, best_ids
 
 
 class TorchRecommender(ScoringRecommender):

@@ -127,13 +127,16 @@ class BERT4Rec(TorchRecommender):
         tokens = np.concatenate([tokens, np.full((len(tokens), 1), self.n_items + 1)], axis=1)
         return self.module(torch.from_numpy(tokens).to(self.device))[:, -1]
 
-    def score(self, histories: Sequences) -> torch.Tensor:
-        return self.module.logits(self._mask_state(histories))
+    def score_factors(self, histories: Sequences) -> tuple[torch.Tensor, torch.Tensor]:
+        """The [MASK] state with a constant 1, against the output table with the item bias as a last column."""
+        table = self.module.item_emb.weight[1:self.n_items + 1]
+        return (F.pad(self._mask_state(histories), (0, 1), value=1.0),
+                torch.cat([table, self.module.out_bias[:, None]], dim=1))
 
     def embed_users(self, histories: Sequences) -> np.ndarray:
         """(n, hidden + 1): the [MASK] position's output plus a constant 1 that meets the item bias, so
         `embed_users(h) @ item_embeddings(with_bias=True).T` equals the model's scores."""
-        return self.batched_vectors(histories, lambda h: F.pad(self._mask_state(h), (0, 1), value=1.0))
+        return self.batched_vectors(histories, lambda h: self.score_factors(h)[0])
 
     def item_embeddings(self, with_bias: bool = True) -> np.ndarray:
         """(n_items, hidden + 1) output item table with the per-item bias as the last column; `with_bias=False`:

@@ -93,8 +93,8 @@ class GRU4Rec(TorchRecommender):
         last = torch.from_numpy(np.maximum(kept - 1, 0)).to(self.device)
         return out[torch.arange(len(last), device=self.device), last]
 
-    def score(self, histories: Sequences) -> torch.Tensor:
-        return self._user_state(histories) @ self.module.item_emb.weight[1:].T
+    def score_factors(self, histories: Sequences) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._user_state(histories), self.module.item_emb.weight[1:]
 
     def embed_users(self, histories: Sequences) -> np.ndarray:
         """(n, embedding) projected GRU output after the last item: the vector scored against the item table."""

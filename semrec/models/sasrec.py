@@ -124,8 +124,8 @@ class SASRec(TorchRecommender):
         tokens = torch.from_numpy(padded_tokens(histories, self.config.max_len)).to(self.device)
         return self.module(tokens)[:, -1]
 
-    def score(self, histories: Sequences) -> torch.Tensor:
-        return self._user_state(histories) @ self.module.item_emb.weight[1:].T
+    def score_factors(self, histories: Sequences) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._user_state(histories), self.module.item_emb.weight[1:]
 
     def embed_users(self, histories: Sequences) -> np.ndarray:
         """(n, hidden) last-position state: the vector the model scores every item against."""

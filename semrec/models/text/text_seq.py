@@ -306,10 +306,9 @@ class TextSeq(TorchRecommender):
             table = self._item_table()
             return (F.normalize(table, dim=-1) if self.config.temperature else table).cpu().numpy()
 
-    def score(self, histories: Sequences) -> torch.Tensor:
-        users = self._user_vectors(histories)
+    def score_factors(self, histories: Sequences) -> tuple[torch.Tensor, torch.Tensor]:
         table = self._item_table()
-        return users @ (F.normalize(table, dim=-1) if self.config.temperature else table).T
+        return self._user_vectors(histories), F.normalize(table, dim=-1) if self.config.temperature else table
 
     # ------------------------------------------------------------------ catalogue changes and transfer
     def add_items(self, vectors: np.ndarray, categories: np.ndarray | None = None) -> np.ndarray:

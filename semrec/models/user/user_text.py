@@ -254,8 +254,8 @@ class UserText(TorchRecommender):
         """(n_items, D) unit item text vectors (the encoder's, unchanged by training)."""
         return self.module.text.detach().cpu().numpy()
 
-    def score(self, histories: Sequences) -> torch.Tensor:
-        return self._user_state(histories) @ self.module.text.T
+    def score_factors(self, histories: Sequences) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._user_state(histories), self.module.text
 
     def answer(self, histories: Sequences, task: str) -> np.ndarray:
         """(n, n_answers) probabilities over a trained task's answer sentences (e.g. task='gender')."""
