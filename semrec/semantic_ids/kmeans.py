@@ -57,15 +57,50 @@ def kmeans_plusplus(x: torch.Tensor, k: int, generator: torch.Generator, max_poi
     return x[centres].clone()
 
 
-def capacitated_assign(dist: np.ndarray, capacity: np.ndarray | int, groups: np.ndarray | None = None,
-                       n_groups: int | None = None) -> np.ndarray:
+class CentroidDistances:
+    """Squared distances from rows of `x` to centroids `c`, computed only for the rows asked for.
+
+    Has `shape` and `[rows]` like an (n, k) array, so `capacitated_assign` takes it in place of one and never
+    holds more than a chunk of rows x k distances (1M x 256 would be 1 GB in float32, 2 GB in float64).
+    """
+
+    def __init__(self, x: torch.Tensor, c: torch.Tensor):
+        self.x, self.c = x, c
+        self.shape = (len(x), len(c))
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        return sq_distances(self.x[torch.as_tensor(rows, device=self.x.device)], self.c).cpu().numpy()
+
+
+def _shortlist(d: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The m smallest columns of each row of `d` sorted by (distance, column), and the (m+1)-th smallest
+    distance: a lower bound on every column left out."""
+    if m >= d.shape[1]:
+        cols = np.broadcast_to(np.arange(d.shape[1]), d.shape)
+        bound = np.full(len(d), np.inf)
+    else:
+        part = np.argpartition(d, m, axis=1)
+        bound = np.take_along_axis(d, part[:, m:m + 1], 1)[:, 0].astype(np.float64)
+        cols = part[:, :m]
+    vals = np.take_along_axis(d, cols, 1)
+    order = np.lexsort((cols, vals), axis=1)
+    return np.take_along_axis(cols, order, 1), np.take_along_axis(vals, order, 1), bound
+
+
+def capacitated_assign(dist: np.ndarray | CentroidDistances, capacity: np.ndarray | int,
+                       groups: np.ndarray | None = None, n_groups: int | None = None, candidates: int = 8,
+                       chunk: int = 16384) -> np.ndarray:
     """Assign each row to a column so no (group, column) bin exceeds its capacity; near-greedy by distance.
 
     Rounds of proposals: every unassigned row proposes its nearest non-full bin, each bin keeps its
     closest proposers up to its remaining capacity. Each round fills at least one bin, so it ends; each
     round is vectorised. Ties go to the lower row index, so the result is deterministic.
+
+    `dist` is an (n, k) array or anything with `shape` and `[rows]` (e.g. `CentroidDistances`); it is read
+    `chunk` rows at a time. Each row keeps a shortlist of its `candidates` nearest open bins and a bound on
+    the rest; a row whose proposal the shortlist cannot prove is re-read and re-listed. Bins only fill up,
+    so proposals are exactly those of the full (n, k) argmin: the memory is O(n * candidates).
     """
-    dist = np.asarray(dist, dtype=np.float64)
     n, k = dist.shape
     groups = np.zeros(n, dtype=np.int64) if groups is None else np.asarray(groups, dtype=np.int64)
     g = int(n_groups if n_groups is not None else (groups.max(initial=-1) + 1))
@@ -73,12 +108,26 @@ def capacitated_assign(dist: np.ndarray, capacity: np.ndarray | int, groups: np.
     remaining = (np.full((g, k), int(cap)) if cap.ndim == 0 else np.tile(cap, (g, 1)) if cap.ndim == 1
                  else cap.copy())
     flat = remaining.reshape(-1)  # a view: updates below change `remaining`
+    m = max(1, min(candidates, k))
+    cand = np.empty((n, m), dtype=np.int32 if k < 2**31 else np.int64)
+    cand_d = np.empty((n, m), dtype=np.float64)
+    bound = np.empty(n, dtype=np.float64)
+
+    def relist(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Re-read `rows`, shortlist their open bins; return their exact proposals (column, distance)."""
+        prop, pd = np.empty(len(rows), np.int64), np.empty(len(rows), np.float64)
+        for s in range(0, len(rows), chunk):
+            r = rows[s:s + chunk]
+            d = np.where(remaining[groups[r]] > 0, dist[r], np.inf)
+            prop[s:s + chunk] = d.argmin(1)
+            pd[s:s + chunk] = d[np.arange(len(r)), prop[s:s + chunk]]
+            cand[r], cand_d[r], bound[r] = _shortlist(d, m)
+        return prop, pd
+
     assign = np.full(n, -1, dtype=np.int64)
     todo = np.arange(n)
+    prop, pd = relist(todo)
     while todo.size:
-        d = np.where(remaining[groups[todo]] > 0, dist[todo], np.inf)
-        prop = d.argmin(1)
-        pd = d[np.arange(len(todo)), prop]
         if np.isinf(pd).any():
             raise ConfigError(f"no capacity left for {int(np.isinf(pd).sum())} item(s): total capacity is below "
                               "the number of items (fix: raise the codebook size or the balance slack)")
@@ -92,6 +141,18 @@ def capacitated_assign(dist: np.ndarray, capacity: np.ndarray | int, groups: np.
         assign[todo[won]] = prop[won]
         np.subtract.at(flat, sb[ok], 1)
         todo = np.sort(todo[order[~ok]])
+        if not todo.size:
+            break
+        # next proposals from the shortlists (sorted, so the first open entry is the lowest-index nearest);
+        # a proposal is exact when it is strictly closer than every bin left off the list
+        c = cand[todo]
+        v = np.where(flat[groups[todo, None] * k + c] > 0, cand_d[todo], np.inf)
+        first = v.argmin(1)
+        pd = v[np.arange(len(todo)), first]
+        prop = c[np.arange(len(todo)), first].astype(np.int64)
+        stale = ~(pd < bound[todo])
+        if stale.any():
+            prop[stale], pd[stale] = relist(todo[stale])
     return assign
 
 
@@ -148,7 +209,7 @@ def kmeans(x: torch.Tensor, k: int, n_iter: int = 20, seed: int = 0, max_points_
         return c, nearest(x, c, chunk)[0]
     cap = math.ceil(len(sample) / k * (1.0 + balance_slack))
     for _ in range(balanced_iters):
-        a = torch.from_numpy(capacitated_assign(sq_distances(sample, c).cpu().numpy(), cap)).to(x.device)
+        a = torch.from_numpy(capacitated_assign(CentroidDistances(sample, c), cap, chunk=chunk)).to(x.device)
         c = _update(sample, c, a)
     cap_all = math.ceil(n / k * (1.0 + balance_slack))
-    return c, torch.from_numpy(capacitated_assign(sq_distances(x, c).cpu().numpy(), cap_all)).to(x.device)
+    return c, torch.from_numpy(capacitated_assign(CentroidDistances(x, c), cap_all, chunk=chunk)).to(x.device)
