@@ -249,3 +249,40 @@ def test_an_instruction_changes_the_embedding_and_answers_its_task(user_text):
 
     with pytest.raises(Exception, match="does not take an instruction"):
         user_vectors(get_model_class("sasrec")(sp.n_items), hist, instruction="x")
+
+
+def test_cli_recommend_query_steers_toward_the_topic_and_is_refused_where_it_cannot_work(user_text, fitted,
+                                                                                         tmp_path):
+    import json
+
+    model, ds, sp, folder = user_text
+    model.save(tmp_path / "ut")
+    fitted["sasrec"].save(tmp_path / "sas")
+    app, runner = _app(), CliRunner()
+    ids = ds.items["item_id"].to_numpy().astype(str)
+    top = dict(zip(ids, ds.items["categories"].list.first().str.split(" > ").list.get(0).to_list()))
+    hist = sp.test.histories[0]
+    base = ["recommend", str(tmp_path / "ut"), "--data", str(folder), "--history", ",".join(ids[hist]), "-k", "10",
+            "--json"]
+
+    def items(*extra):
+        result = runner.invoke(app, [*base, *extra])
+        _ok(result)
+        return [r["item_id"] for r in json.loads(result.stdout)]  # stderr holds the encoder's progress lines
+
+    steered = items("--query", "toys and puzzles for kids", "--query-weight", "1")
+    assert sum(top[i] == "Toys" for i in steered) >= 8
+    plain = items()
+    assert items("--query", "toys and puzzles for kids", "--query-weight", "0") == plain
+    assert plain == ids[model.recommend(sp.test.histories.select(np.array([0])), k=10)[0][0]].tolist()
+    half = items("--query", "toys and puzzles for kids")  # the model's own query_weight (0.5)
+    want = model.recommend(sp.test.histories.select(np.array([0])), k=10, query="toys and puzzles for kids")[0][0]
+    assert half == ids[want].tolist()
+    for extra, message in ((["--query-weight", "0.5"], "needs --query"),
+                           (["--query", "toys", "--query-weight", "2"], "outside"),
+                           (["--query", "  "], "empty")):
+        bad = runner.invoke(app, [*base, *extra])
+        assert bad.exit_code != 0 and message in str(bad.exception), (extra, bad.output)
+    bad = runner.invoke(app, ["recommend", str(tmp_path / "sas"), "--data", str(folder), "--history", ids[0],
+                              "--query", "toys"])
+    assert bad.exit_code != 0 and "does not take a text query" in str(bad.exception)

@@ -114,6 +114,7 @@ class UserText(TorchRecommender):
     name = "user-text"
     Config = UserTextConfig
     dot_product = True
+    query_aware = True  # recommend(histories, query=...) blends a text query into the user vector
 
     def __init__(self, n_items: int, config: UserTextConfig | None = None, vectors: np.ndarray | None = None,
                  tasks: list[InstructTask] | None = None, **overrides: Any):
