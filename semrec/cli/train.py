@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -84,6 +85,9 @@ def register(app: typer.Typer) -> None:
         threads: Threads = None,
         init: Optional[Path] = typer.Option(None, "--init", help="Start from a pretrained run folder (text-seq: "
                                             "adapter and Transformer carried over, item table not)."),
+        nproc: int = typer.Option(1, "--nproc", min=1, help="Train on N processes on this machine "
+                                  "(torch.distributed data parallel; same as `torchrun --nproc-per-node N -m "
+                                  "semrec train ...`). --set train.batch_size is the global batch."),
     ) -> None:
         """Train MODEL on a dataset, evaluate valid + test with full ranking, write a run folder.
 
@@ -95,11 +99,14 @@ def register(app: typer.Typer) -> None:
           semrec train itemknn --data data/beauty --split data/beauty/loo --out runs/beauty-itemknn
 
           semrec train sasrec --data data/beauty --set train.epochs=50 --set loss=ce --out runs/beauty-sasrec
+
+          semrec train sasrec --data data/beauty --nproc 2 --out runs/beauty-sasrec-ddp
         """
         from semrec.cli.data import split_options
         from semrec.data import Dataset
         from semrec.io import check_output
         from semrec.models import get_model_class
+        from semrec.training.distributed import env_world, launch_local
         from semrec.training.run import make_split, preflight, prepare_model, resolve_config, train_run
 
         check_output(out_dir, "run", overwrite or resume)
@@ -118,17 +125,25 @@ def register(app: typer.Typer) -> None:
         if init is not None and not (init / "model" / "model.safetensors").exists():
             raise ConfigError(f"--init {init}: not a run folder with model/model.safetensors (fix: pass a folder "
                               "written by `semrec train text-seq`)")
+        if nproc > 1:  # options are checked; each process repeats this command without --nproc
+            if not model_has_train(model):
+                raise ConfigError(f"--nproc: {model} is not trained by semrec.training (fix: drop --nproc)")
+            raise typer.Exit(launch_local(nproc, sys.argv[1:]))
+        main_rank = env_world().is_main
         set_threads(threads)
         ds = Dataset.load(data)
         sp = make_split(ds, split, kind, split_opts)
         m = get_model_class(model)(ds.n_items, cfg)
         init_info = prepare_model(m, data, init)
-        err.print(f"training {model} on {ds} ({sp.kind}: {len(sp.train):,} train sequences, "
-                  f"{len(sp.valid):,} valid / {len(sp.test):,} test rows)")
+        if main_rank:
+            err.print(f"training {model} on {ds} ({sp.kind}: {len(sp.train):,} train sequences, "
+                      f"{len(sp.valid):,} valid / {len(sp.test):,} test rows)")
         provenance = {"data": str(data), "split_source": str(split) if split else f"computed: {sp.kind}",
                       **init_info}
         metrics = train_run(m, sp, out_dir, dataset=ds, ks=metric_ks, exclude_history=exclude_history,
                             resume=resume, overwrite=overwrite, provenance=provenance)
+        if not main_rank:
+            return
         flag = ", history excluded" if exclude_history else ""
         out.print(metrics_table(f"{model} on {ds.name} (full ranking{flag})",
                                 {"valid": metrics["valid"], "test": metrics["test"]}, metric_ks))

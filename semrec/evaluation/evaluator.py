@@ -18,6 +18,7 @@ from semrec.data.splits import EvalSet
 from semrec.errors import ConfigError, DataError
 from semrec.evaluation.metrics import metric_names, row_metric
 from semrec.evaluation.result import EvalResult
+from semrec.training.distributed import SINGLE, World, merge_max, my_part
 
 PROTOCOL = "full ranking over all items, leave-one-out targets; metrics are means over evaluation rows"
 
@@ -41,13 +42,16 @@ def target_ranks(top_ids: np.ndarray, targets: Sequences) -> np.ndarray:
 
 def evaluate(model: Any, evalset: EvalSet, ks: tuple[int, ...] = (5, 10, 20), batch_size: int = 1024,
              exclude_history: bool = False, train: Sequences | None = None, progress: bool = False,
-             name: str | None = None, item_chunk: int | None = None) -> EvalResult:
+             name: str | None = None, item_chunk: int | None = None, world: World | None = None) -> EvalResult:
     """Evaluate `model.recommend` on `evalset` with full ranking; see semrec.evaluation.metrics for definitions.
 
     exclude_history: mask each row's history items before ranking (off by default, as in the published
     tables; recorded in the result). train: training sequences, used for target-popularity breakdowns.
     item_chunk: catalogue items scored at once (dot-product models; see `ScoringRecommender.recommend`).
+    world: evaluate as one of several torch.distributed processes: each scores its part of the rows and all
+    get the gathered result, identical to a single process's.
     """
+    world = world or SINGLE
     ks = tuple(sorted({int(k) for k in ks}))
     if not ks or ks[0] < 1:
         raise ConfigError(f"ks must be positive cut-offs, got {ks}")
@@ -67,14 +71,14 @@ def evaluate(model: Any, evalset: EvalSet, ks: tuple[int, ...] = (5, 10, 20), ba
     if targets.items.size and (targets.items.min() < 0 or targets.items.max() >= n_items):
         raise DataError(f"target item index out of range [0, {n_items})", fix="the split and model disagree on n_items")
 
-    ranks = np.empty(len(targets.items), dtype=np.int32)
+    ranks = np.full(len(targets.items), -2, dtype=np.int32)  # -2: scored by another rank (see merge_max)
     covered = np.zeros((len(ks), n_items), dtype=bool)
     t0 = time.perf_counter()
     # score rows in order of history length: models that pad a batch to its longest history (SASRec, ...)
     # then work on short batches; results are put back in row order
-    order = np.argsort(evalset.histories.lengths, kind="stable")
-    starts = range(0, n, batch_size)
-    for start in tqdm(starts, desc=f"evaluate {name or ''}".strip(), unit="batch", disable=not progress,
+    order = np.argsort(evalset.histories.lengths, kind="stable")[my_part(n, world)]
+    starts = range(0, len(order), batch_size)
+    for start in tqdm(starts, desc=f"evaluate {name or ''}".strip(), unit="batch", disable=not progress or not world.is_main,
                       leave=False):
         rows = order[start:start + batch_size]
         hist = evalset.histories.select(rows)
@@ -93,6 +97,7 @@ def evaluate(model: Any, evalset: EvalSet, ks: tuple[int, ...] = (5, 10, 20), ba
         for j, k in enumerate(ks):
             listed = top[:, :k].ravel()
             covered[j, listed[listed >= 0]] = True  # -1 pads lists of models that return fewer than k items
+    ranks, covered = merge_max(ranks, world), merge_max(covered, world)
     eval_s = time.perf_counter() - t0
 
     metrics = {m: float(row_metric(m, ranks, targets.offsets, ks[-1]).mean()) for m in metric_names(ks)}
@@ -104,7 +109,7 @@ def evaluate(model: Any, evalset: EvalSet, ks: tuple[int, ...] = (5, 10, 20), ba
     settings = {"protocol": PROTOCOL, "exclude_history": bool(exclude_history), "ks": list(ks),
                 "cutoff": ks[-1], "n_items": n_items, "rows": n, "targets": int(len(targets.items)),
                 "model": getattr(model, "name", type(model).__name__), "batch_size": batch_size,
-                "eval_s": round(eval_s, 4), "split": name}
+                "eval_s": round(eval_s, 4), "split": name, "world_size": world.size}
     return EvalResult(metrics=metrics, ks=ks, users=np.asarray(evalset.users), target_offsets=targets.offsets,
                       ranks=ranks, history_lengths=evalset.histories.lengths, target_popularity=popularity,
                       settings=settings)

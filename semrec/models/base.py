@@ -362,6 +362,11 @@ class TorchRecommender(ScoringRecommender):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Scalar training loss for one batch (already on the model's device)."""
 
+    def shared_batch_keys(self) -> frozenset[str]:
+        """Batch entries every row uses (e.g. one set of sampled negatives), which distributed training gives
+        to every process whole instead of splitting by rows."""
+        return frozenset()
+
     def num_batches(self, train: Sequences, batch_size: int) -> int | None:
         """Batches per epoch, for the progress bar; override when `batches` is not one batch per user slice."""
         return math.ceil(len(train) / batch_size)

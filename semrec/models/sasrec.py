@@ -112,6 +112,9 @@ class SASRec(TorchRecommender):
                 batch["negatives"] = torch.from_numpy(sample_negatives(rng, (cfg.n_negatives,), self.n_items))
             yield batch
 
+    def shared_batch_keys(self) -> frozenset[str]:
+        return frozenset({"negatives"}) if self.config.loss == "sampled-softmax" else frozenset()
+
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         hidden = self.module(batch["inputs"])
         return next_item_loss(hidden, batch["targets"], self.module.item_emb.weight, self.config.loss,

@@ -24,6 +24,8 @@ from semrec.data.splits import EvalSet
 from semrec.errors import SemrecError
 from semrec.training.checkpoint import load_checkpoint, load_weights, save_checkpoint, save_weights
 from semrec.training.config import TrainConfig, auto_threads, metric_k
+from semrec.training.distributed import (SINGLE, World, barrier, broadcast_float, data_parallel, join, rank_device,
+                                         shard_batch, step_consensus)
 
 
 class TrainingError(SemrecError, RuntimeError):
@@ -99,14 +101,15 @@ def log_jsonl(path: str | None, record: dict[str, Any]) -> None:
             f.write(json.dumps(record, default=float) + "\n")
 
 
-def _validate(model: Any, valid: EvalSet, cfg: TrainConfig, epoch: int) -> tuple[dict[str, float], float]:
+def _validate(model: Any, valid: EvalSet, cfg: TrainConfig, epoch: int, world: World = SINGLE
+              ) -> tuple[dict[str, float], float]:
     from semrec.evaluation import evaluate
 
     k = metric_k(cfg.metric)
     ks = tuple(sorted({5, 10, 20} | ({k} if k else set())))
     t0 = time.perf_counter()
     res = evaluate(model, valid, ks=ks, batch_size=cfg.eval_batch_size, exclude_history=cfg.eval_exclude_history,
-                   name=f"valid epoch {epoch}")
+                   name=f"valid epoch {epoch}", world=world)
     return {m: round(v, 6) for m, v in res.summary().items()}, time.perf_counter() - t0
 
 
@@ -130,24 +133,38 @@ def learning_rate(cfg: TrainConfig, step: int, total_steps: int, elapsed_s: floa
     return lr
 
 
+def _first_batch(model: Any, train: Sequences, batch_size: int, world: World, shared: frozenset[str],
+                 device: torch.device) -> dict[str, Any]:
+    """This rank's part of a batch drawn with a throw-away generator (the training draws stay untouched)."""
+    for batch in model.batches(train, batch_size, np.random.default_rng(0)):
+        if (part := shard_batch(batch, world, shared)) is not None:
+            return {k: v.to(device) if torch.is_tensor(v) else v for k, v in part.items()}
+    raise TrainingError(f"no training batch has {world.size} rows, one per process (fix: fewer processes)")
+
+
 def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: TrainConfig | None = None
           ) -> TrainHistory:
     """Train a `TorchRecommender` in place and return its history; the best validation epoch's weights
-    are restored at the end (the last epoch's when `valid` is None)."""
+    are restored at the end (the last epoch's when `valid` is None).
+
+    Under torchrun (WORLD_SIZE > 1) each process trains on its slice of every global batch of
+    `batch_size` rows; see semrec.training.distributed."""
     cfg = config or model.train_config
     if cfg.num_threads is not None:
         torch.set_num_threads(cfg.num_threads or auto_threads())
+    world = join(cfg.device)
     seed_everything(cfg.seed)
     if model.module is None:
-        model.build(cfg.device)
+        model.build(rank_device(cfg.device, world))
     else:
-        model.to(cfg.device)
+        model.to(rank_device(cfg.device, world))
     device = model.device
     optimizer = make_optimizer(model.module.parameters(), cfg)
     rng = np.random.default_rng(cfg.seed)
     hist = TrainHistory(metric=cfg.metric)
     bad_evals, elapsed, start_epoch, step = 0, 0.0, 1, 0
     ckpt = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+    log_path = cfg.log_path if world.is_main else None
     best_in_memory: dict[str, torch.Tensor] | None = None
 
     last = _last_checkpoint(ckpt) if cfg.resume and ckpt is not None else None
@@ -159,38 +176,48 @@ def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: Tr
                             resumed_from=loop["epoch"])
         bad_evals, elapsed, start_epoch = loop["bad_evals"], loop["elapsed_s"], loop["epoch"] + 1
         step = loop.get("step", 0)
-        log_jsonl(cfg.log_path, {"event": "resumed", "epoch": loop["epoch"]})
+        log_jsonl(log_path, {"event": "resumed", "epoch": loop["epoch"], "world_size": world.size})
         if hist.stop_reason or hist.stopped_early:
             start_epoch = cfg.epochs + 1
 
+    compute_loss = model.loss
+    shared_keys = model.shared_batch_keys()
+    if world.active:  # after a resume, so rank 0's restored weights are the ones broadcast
+        torch.manual_seed(cfg.seed + 7919 * world.rank + start_epoch)  # own dropout masks per rank
+        compute_loss = data_parallel(model.module, model.loss, world,
+                                     _first_batch(model, train, cfg.batch_size, world, shared_keys, device))
     n_batches = model.num_batches(train, cfg.batch_size)
     for epoch in range(start_epoch, cfg.epochs + 1):
         model.module.train()
         t0 = time.perf_counter()
         total, steps = 0.0, 0
         bar = tqdm(model.batches(train, cfg.batch_size, rng), total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}",
-                   unit="batch", disable=not cfg.progress, leave=False, dynamic_ncols=True)
+                   unit="batch", disable=not (cfg.progress and world.is_main), leave=False, dynamic_ncols=True)
         for batch in bar:
+            if world.active and (batch := shard_batch(batch, world, shared_keys)) is None:
+                continue
             if cfg.warmup_steps or cfg.lr_schedule != "constant":
                 done = hist.train_s + time.perf_counter() - t0
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(cfg, step, (n_batches or 1) * cfg.epochs, done)
             batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
-            loss = model.loss(batch)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"loss is {loss.item()} at epoch {epoch}, step {steps + 1} (fix: lower train.lr, "
+            loss = compute_loss(batch)
+            over = bool(cfg.max_train_seconds) and hist.train_s + time.perf_counter() - t0 >= cfg.max_train_seconds
+            value, over = step_consensus(loss, over, world)
+            if not math.isfinite(value):
+                raise TrainingError(f"loss is {value} at epoch {epoch}, step {steps + 1} (fix: lower train.lr, "
                                     "set train.max_grad_norm, or check the model's loss for log(0))")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(model.module.parameters(), cfg.max_grad_norm)
             optimizer.step()
-            total += float(loss.detach())
+            total += value
             steps += 1
             step += 1
             if steps % 20 == 0:
                 bar.set_postfix(loss=f"{total / steps:.4f}")
-            if cfg.max_train_seconds and hist.train_s + time.perf_counter() - t0 >= cfg.max_train_seconds:
+            if over:
                 hist.stop_reason = "time_budget"
                 break
         bar.close()
@@ -201,13 +228,14 @@ def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: Tr
         # the epoch a time budget ends is always validated: with a cosine schedule it is often the best one
         last = epoch == cfg.epochs or hist.stop_reason == "time_budget"
         if valid is not None and (epoch % cfg.eval_every == 0 or last):
-            metrics, eval_s = _validate(model, valid, cfg, epoch)
-            score = metrics[cfg.metric]
+            metrics, eval_s = _validate(model, valid, cfg, epoch, world)
+            score = broadcast_float(metrics[cfg.metric], world)  # rank 0 decides; all ranks follow
             rec |= {"valid": metrics, "eval_s": round(eval_s, 4)}
             if score > hist.best_score:
                 hist.best_score, hist.best_epoch, bad_evals = score, epoch, 0
                 if ckpt is not None:
-                    save_weights(ckpt / "best", model)
+                    if world.is_main:
+                        save_weights(ckpt / "best", model)
                 else:
                     best_in_memory = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
@@ -219,21 +247,22 @@ def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: Tr
         if cfg.patience and bad_evals >= cfg.patience and epoch < cfg.epochs and not hist.stop_reason:
             hist.stop_reason = "patience"
         hist.stopped_early = hist.stop_reason is not None and epoch < cfg.epochs
-        if ckpt is not None:
+        if ckpt is not None and world.is_main:
             save_checkpoint(ckpt / "last", model, optimizer, rng,
                             {"epoch": epoch, "step": step, "records": hist.records, "best_epoch": hist.best_epoch,
                              "best_score": hist.best_score if math.isfinite(hist.best_score) else None,
                              "bad_evals": bad_evals, "elapsed_s": elapsed, "stopped_early": hist.stopped_early,
-                             "stop_reason": hist.stop_reason, "config": asdict(cfg)})
-        log_jsonl(cfg.log_path, rec)
-        if cfg.progress:
+                             "stop_reason": hist.stop_reason, "config": asdict(cfg), "world_size": world.size})
+        log_jsonl(log_path, rec)
+        if cfg.progress and world.is_main:
             shown = f", valid {cfg.metric} {rec['valid'][cfg.metric]:.4f}" if "valid" in rec else ""
             tqdm.write(f"epoch {epoch}: loss {rec['loss']:.4f}, {epoch_s:.1f}s{shown}")
         if hist.stop_reason:
-            log_jsonl(cfg.log_path, {"event": "stop", "reason": hist.stop_reason, "epoch": epoch,
+            log_jsonl(log_path, {"event": "stop", "reason": hist.stop_reason, "epoch": epoch,
                                      "best_epoch": hist.best_epoch})
             break
 
+    barrier(world)  # rank 0's files are complete before anyone reads them
     if hist.best_epoch and hist.best_epoch != (hist.records[-1]["epoch"] if hist.records else 0):
         if ckpt is not None:
             load_weights(ckpt / "best", model)

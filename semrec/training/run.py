@@ -27,6 +27,7 @@ from semrec.errors import ConfigError, DataError
 from semrec.evaluation import EvalResult, evaluate
 from semrec.io import check_output, commit_partial, marker_info, open_partial, partial_dir, read_json, write_json
 from semrec.training.config import apply_overrides, check_device
+from semrec.training.distributed import World, barrier, join
 from semrec.training.loop import log_jsonl
 
 DEFAULT_KS = (5, 10, 20)
@@ -158,11 +159,21 @@ def train_run(model: Any, split: Split, out: str | Path, *, dataset: Dataset | N
     leaves its partial folder, which `resume` continues and a fresh run removes. Returns metrics.json's content.
     """
     out = Path(out)
+    world = join(model.train_config.device) if hasattr(model, "train_config") else join("cpu")
+    if world.active and not hasattr(model, "train_config"):
+        raise ConfigError(f"{model.name} is not trained by semrec.training, so it cannot train on "
+                          f"{world.size} processes (fix: run it without torchrun / --nproc)")
+    if not world.is_main:  # rank 0 alone touches the run folder; the others train and evaluate with it
+        barrier(world)
+        return _train_into(model, split, partial_dir(out), out, dataset=dataset, ks=ks,
+                           exclude_history=exclude_history, resume=resume, provenance=provenance,
+                           progress=False, world=world)
     check_output(out, "run", overwrite or resume)
     part = open_partial(out, "run", resume=resume)
+    barrier(world)
     try:
         metrics = _train_into(model, split, part, out, dataset=dataset, ks=ks, exclude_history=exclude_history,
-                              resume=resume, provenance=provenance, progress=progress)
+                              resume=resume, provenance=provenance, progress=progress, world=world)
     except BaseException:
         if not (part / "checkpoints" / "last").exists():  # nothing worth resuming: leave nothing behind
             shutil.rmtree(part, ignore_errors=True)
@@ -173,10 +184,11 @@ def train_run(model: Any, split: Split, out: str | Path, *, dataset: Dataset | N
 
 def _train_into(model: Any, split: Split, part: Path, out: Path, *, dataset: Dataset | None, ks: tuple[int, ...],
                 exclude_history: bool, resume: bool, provenance: dict[str, Any] | None,
-                progress: bool) -> dict[str, Any]:
-    """The run itself, written into the partial folder `part` of the final run folder `out`."""
+                progress: bool, world: World) -> dict[str, Any]:
+    """The run itself, written into the partial folder `part` of the final run folder `out` (by rank 0)."""
     log_path = part / "train_log.jsonl"
-    if not resume:  # a fresh run never inherits the log or checkpoints of an earlier run
+    writes = world.is_main
+    if not resume and writes:  # a fresh run never inherits the log or checkpoints of an earlier run
         log_path.unlink(missing_ok=True)
         shutil.rmtree(part / "checkpoints", ignore_errors=True)
     user_log = hasattr(model, "train_config") and model.train_config.log_path is not None
@@ -192,40 +204,47 @@ def _train_into(model: Any, split: Split, part: Path, out: Path, *, dataset: Dat
     config = {"model": model.name, "n_items": model.n_items, "config": dataclasses.asdict(model.config),
               "protocol": protocol, "command": " ".join(["semrec", *sys.argv[1:]]) if sys.argv else None,
               **(provenance or {})}
-    if dataset is not None:
-        config |= {"dataset_fingerprint": dataset.fingerprint(), "item_fingerprint": dataset.item_fingerprint()}
-        write_json(part / "dataset_manifest.json", dataset.manifest())
-    write_json(part / "config.json", _final_paths(config, part, out))
-    split.save(part / "split")
+    if world.active:
+        config["world_size"] = world.size
+    if writes:
+        if dataset is not None:
+            config |= {"dataset_fingerprint": dataset.fingerprint(), "item_fingerprint": dataset.item_fingerprint()}
+            write_json(part / "dataset_manifest.json", dataset.manifest())
+        write_json(part / "config.json", _final_paths(config, part, out))
+        split.save(part / "split")
 
     t0 = time.perf_counter()
     model.fit(split.train, split.valid)
     fit_s = time.perf_counter() - t0
     history = getattr(model, "history", None)
-    if history is None:
+    if history is None and writes:
         log_jsonl(str(log_path), {"event": "fit", "fit_s": round(fit_s, 4)})
     if hasattr(model, "train_config"):  # the saved config names the final folder, not the partial one
         final = {"train.checkpoint_dir": str(out / "checkpoints")}
         if not user_log:
             final["train.log_path"] = str(out / "train_log.jsonl")
         model.config = apply_overrides(model.config, final | {"train.resume": False})
-    model.save(part / "model")
+    if writes:
+        model.save(part / "model")
 
     metrics: dict[str, Any] = {"model": model.name, "exclude_history": exclude_history, "protocol": protocol}
     timing: dict[str, float] = {"fit_s": round(fit_s, 3)}
     for name in ("valid", "test"):
         res = evaluate(model, getattr(split, name), ks=ks, exclude_history=exclude_history, train=split.train,
-                       progress=progress, name=name)
-        res.save(part / "eval" / eval_name(name, exclude_history))
+                       progress=progress, name=name, world=world)
+        if writes:
+            res.save(part / "eval" / eval_name(name, exclude_history))
         metrics[name] = res.metrics
         timing[f"{name}_eval_s"] = res.settings["eval_s"]
     if history is not None:
-        write_json(part / "history.json", history.to_dict())
+        if writes:
+            write_json(part / "history.json", history.to_dict())
         timing |= {"train_s": round(history.train_s, 3), "epoch_s": round(history.epoch_s, 3)}
         metrics |= {"best_epoch": history.best_epoch, "epochs": history.epochs,
                     "stop_reason": getattr(history, "stop_reason", None)}
     metrics["timing"] = timing
-    write_json(part / "metrics.json", metrics)
+    if writes:
+        write_json(part / "metrics.json", metrics)
     return metrics
 
 

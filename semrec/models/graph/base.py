@@ -169,6 +169,9 @@ class GraphRecommender(TorchRecommender):
                 batch["neg"] = torch.from_numpy(rng.integers(0, self.n_items, self.config.n_negatives))
             yield batch
 
+    def shared_batch_keys(self) -> frozenset[str]:
+        return frozenset() if self.config.loss == "bpr" else frozenset({"neg"})  # softmax: one set per batch
+
     def ranking_loss(self, u: torch.Tensor, items: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The configured loss for user vectors `u` (B, d) of the batch against item table `items` (n_items, d)."""
         sim = self.module.similarity

@@ -235,6 +235,9 @@ class TextSeq(TorchRecommender):
                 batch["negatives"] = torch.from_numpy(sample_negatives(rng, (self.config.n_negatives,), self.n_items))
             yield batch
 
+    def shared_batch_keys(self) -> frozenset[str]:
+        return frozenset({"negatives"})  # one sampled set for the whole batch
+
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         net, cfg = self.module, self.config
         inputs, targets = batch["inputs"], batch["targets"]
