@@ -7,6 +7,7 @@ benchmarks/results/ingest/ and regenerates benchmarks/RESULTS.md. Target: under 
 
     python benchmarks/ingest.py                      # 20M rows, configurations plain and kcore5
     python benchmarks/ingest.py --rows 1000000 --configs plain --no-record   # quick check
+    python benchmarks/ingest.py --rows 100000000 --configs streamed          # 100M rows, streamed indexing
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 TARGET_WALL_S = 60.0
 TARGET_RSS_MB = 4096.0
-CONFIGS = {"plain": {"user_k": 0, "item_k": 0}, "kcore5": {"user_k": 5, "item_k": 5}}
+CONFIGS = {"plain": {"user_k": 0, "item_k": 0, "stream": False},
+           "kcore5": {"user_k": 5, "item_k": 5, "stream": False},
+           "streamed": {"user_k": 0, "item_k": 0, "stream": True}}  # chunk-by-chunk indexing (read_table stream)
 ALPHABET = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", dtype=np.uint8)
 
 
@@ -52,26 +55,38 @@ def _zipf_sample(n_values: int, exponent: float, size: int, rng: np.random.Gener
 
 
 def generate(path: Path, rows: int, seed: int = 0, item_exponent: float = 1.0,
-             user_exponent: float = 0.5) -> dict[str, float]:
-    """Write the synthetic CSV; ids are rank-shuffled so popular ids are not the small ones."""
+             user_exponent: float = 0.5, chunk_rows: int = 20_000_000) -> dict[str, float]:
+    """Write the synthetic CSV; ids are rank-shuffled so popular ids are not the small ones.
+
+    Written `chunk_rows` at a time so 100M rows never sit in memory as strings; up to `chunk_rows` rows the
+    draws (and the file) are those of a single chunk, i.e. the same as before chunking."""
     rng = np.random.default_rng(seed)
     n_users, n_items = rows // 20, rows // 40
     users = _ids(n_users, "A", 13, rng)  # like Amazon reviewerIDs (14 characters)
     items = _ids(n_items, "B0", 8, rng)  # like ASINs (10 characters)
-    user_rank = _zipf_sample(n_users, user_exponent, rows, rng)
-    item_rank = _zipf_sample(n_items, item_exponent, rows, rng)
-    user_of_rank, item_of_rank = rng.permutation(n_users), rng.permutation(n_items)
-    df = pl.DataFrame({
-        "user": users.gather(user_of_rank[user_rank]),
-        "item": items.gather(item_of_rank[item_rank]),
-        "timestamp": rng.integers(1_388_534_400, 1_672_531_200, rows),  # 2014-01-01 .. 2023-01-01
-        "rating": rng.choice(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), rows, p=[.06, .05, .09, .2, .6]),
-    })
-    df.write_csv(path)
+    seen_users, seen_items = np.zeros(n_users, bool), np.zeros(n_items, bool)
+    user_of_rank = item_of_rank = None
+    with open(path, "wb") as f:
+        for start in range(0, rows, chunk_rows):
+            size = min(chunk_rows, rows - start)
+            user_rank = _zipf_sample(n_users, user_exponent, size, rng)
+            item_rank = _zipf_sample(n_items, item_exponent, size, rng)
+            if user_of_rank is None:
+                user_of_rank, item_of_rank = rng.permutation(n_users), rng.permutation(n_items)
+            seen_users[user_rank] = True
+            seen_items[item_rank] = True
+            df = pl.DataFrame({
+                "user": users.gather(user_of_rank[user_rank]),
+                "item": items.gather(item_of_rank[item_rank]),
+                "timestamp": rng.integers(1_388_534_400, 1_672_531_200, size),  # 2014-01-01 .. 2023-01-01
+                "rating": rng.choice(np.array([1.0, 2.0, 3.0, 4.0, 5.0]), size, p=[.06, .05, .09, .2, .6]),
+            })
+            df.write_csv(f, include_header=start == 0)
+            del df
     return {"rows": rows, "n_user_ids": n_users, "n_item_ids": n_items, "seed": seed,
             "item_zipf_exponent": item_exponent, "user_zipf_exponent": user_exponent,
-            "distinct_users": df["user"].n_unique(), "distinct_items": df["item"].n_unique(),
-            "csv_bytes": path.stat().st_size}
+            "distinct_users": int(seen_users.sum()), "distinct_items": int(seen_items.sum()),
+            "csv_bytes": path.stat().st_size, "generate_chunk_rows": chunk_rows}
 
 
 def child(csv: Path, out: Path, config: str) -> dict[str, float]:
@@ -79,10 +94,11 @@ def child(csv: Path, out: Path, config: str) -> dict[str, float]:
     from semrec.data import filter_dataset
     from semrec.data.readers import read_table
 
-    t0 = time.perf_counter()
-    ds = read_table(csv, user_col="user", item_col="item", time_col="timestamp", rating_col="rating")
-    t1 = time.perf_counter()
     k = CONFIGS[config]
+    t0 = time.perf_counter()
+    ds = read_table(csv, user_col="user", item_col="item", time_col="timestamp", rating_col="rating",
+                    stream=k["stream"])
+    t1 = time.perf_counter()
     if k["user_k"] or k["item_k"]:
         ds = filter_dataset(ds, user_k=k["user_k"], item_k=k["item_k"])
     t2 = time.perf_counter()

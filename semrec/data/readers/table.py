@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import polars as pl
 
 from semrec.data.dataset import Dataset
 from semrec.data.readers.common import (POLARS_ERRORS, SNIFF_BYTES, build_dataset, cast_checked, check_policy,
-                                        existing_file, is_gzip, keep_or_raise, normalise_text_columns, read_bytes,
-                                        read_parquet_checked, reader_meta, sniff_binary)
+                                        clean_attributes, existing_file, is_gzip, keep_or_raise,
+                                        normalise_text_columns, read_bytes, read_parquet_checked, reader_meta,
+                                        sniff_binary)
+from semrec.data.streamed import build_streamed
 from semrec.errors import ConfigError, DataError
 
 PARQUET = (".parquet", ".pq")
@@ -99,9 +102,18 @@ class TableSource:
                             fix="check the separator (-o separator=...) and encoding") from None
 
 
-def read_interactions(src: TableSource, user_col: str, item_col: str, time_col: str | None,
-                      rating_col: str | None, time_format: str | None, on_bad_rows: str) -> tuple[pl.DataFrame, int]:
-    """The mapped columns as user_id, item_id, [timestamp], [rating]; typed fast path, diagnosis on failure."""
+STREAM_BYTES = 512 << 20  # CSV/TSV logs above this are indexed chunk by chunk (memory ~ the indexed result)
+STREAM_CHUNK_ROWS = 4_000_000
+
+
+class _NotClean(Exception):
+    """A streamed chunk the typed fast path rejects: the file is read again by the diagnosing path."""
+
+
+def _typed_scan(src: TableSource, user_col: str, item_col: str, time_col: str | None, rating_col: str | None,
+                time_format: str | None) -> tuple[pl.LazyFrame | None, list[pl.Expr], dict[str, pl.DataType],
+                                                  tuple[str, ...], dict[str, str]]:
+    """The typed lazy scan of the mapped columns (None if it cannot even be planned) and what diagnosis needs."""
     names = src.column_names()
     wanted = {"user_id": user_col, "item_id": item_col, "timestamp": time_col, "rating": rating_col}
     for role, col in wanted.items():
@@ -122,18 +134,50 @@ def read_interactions(src: TableSource, user_col: str, item_col: str, time_col: 
         if dtype == pl.Date or isinstance(dtype, pl.Datetime):  # Parquet datetimes -> unix seconds
             select[list(mapping).index("timestamp")] = pl.col(time_col).dt.epoch("s").alias("timestamp")
     required = tuple(r for r in ("user_id", "item_id", "timestamp") if r in mapping)
+    lf = None
     try:
         lf = src.scan({mapping[r]: t for r, t in types.items() if not src.parquet},
                       columns=list(dict.fromkeys(mapping.values()))).select(select)
         if src.parquet:
             lf = lf.with_columns([pl.col(r).cast(t) for r, t in types.items()])
-        df = _strip_ids(lf.collect(engine="streaming"))
-        if not any(df[c].null_count() for c in required) and not any((df[c] == "").any() for c in ("user_id",
-                                                                                                   "item_id")):
-            return _parse_time(df, time_format, src.path, on_bad_rows, src.first_line)
     except POLARS_ERRORS:
         pass
-    return _diagnose(src, select, types, required, time_format, on_bad_rows, {r: c for r, c in mapping.items()})
+    return lf, select, types, required, mapping
+
+
+def _clean(df: pl.DataFrame, required: tuple[str, ...]) -> bool:
+    return not any(df[c].null_count() for c in required) and not any((df[c] == "").any()
+                                                                     for c in ("user_id", "item_id"))
+
+
+def read_interactions(src: TableSource, user_col: str, item_col: str, time_col: str | None,
+                      rating_col: str | None, time_format: str | None, on_bad_rows: str) -> tuple[pl.DataFrame, int]:
+    """The mapped columns as user_id, item_id, [timestamp], [rating]; typed fast path, diagnosis on failure."""
+    lf, select, types, required, mapping = _typed_scan(src, user_col, item_col, time_col, rating_col, time_format)
+    try:
+        if lf is not None:
+            df = _strip_ids(lf.collect(engine="streaming"))
+            if _clean(df, required):
+                return _parse_time(df, time_format, src.path, on_bad_rows, src.first_line)
+    except POLARS_ERRORS:
+        pass
+    return _diagnose(src, select, types, required, time_format, on_bad_rows, mapping)
+
+
+def stream_interactions(src: TableSource, user_col: str, item_col: str, time_col: str | None,
+                        rating_col: str | None, chunk_rows: int | None = None) -> Iterator[pl.DataFrame]:
+    """The typed fast path chunk by chunk, in file order; raises `_NotClean` at the first chunk it rejects."""
+    lf, _, _, required, _ = _typed_scan(src, user_col, item_col, time_col, rating_col, None)
+    if lf is None:
+        raise _NotClean()
+    try:
+        for chunk in lf.collect_batches(chunk_size=chunk_rows or STREAM_CHUNK_ROWS, maintain_order=True, engine="streaming"):
+            chunk = _strip_ids(chunk)
+            if not _clean(chunk, required):
+                raise _NotClean()
+            yield chunk
+    except POLARS_ERRORS:
+        raise _NotClean() from None
 
 
 def _diagnose(src: TableSource, select: list[pl.Expr], types: dict[str, pl.DataType], required: tuple[str, ...],
@@ -235,19 +279,24 @@ def read_table(path: str | Path, *, user_col: str = "user_id", item_col: str = "
                separator: str | None = None, has_header: bool = True, columns: Sequence[str] | None = None,
                encoding: str = "utf-8", items: str | Path | None = None, item_key: str | None = None,
                item_columns: Sequence[str] | None = None, users: str | Path | None = None,
-               user_key: str | None = None, name: str | None = None, on_bad_rows: str = "error") -> Dataset:
+               user_key: str | None = None, name: str | None = None, on_bad_rows: str = "error",
+               stream: bool | None = None) -> Dataset:
     """Interactions from a CSV/TSV/Parquet file (plain or .gz) with mapped columns, items from an optional table.
 
     `time_col=None` keeps the file's row order as time. Integer timestamps are used as they are; with
     `time_format` (strftime) string timestamps become unix seconds; Parquet datetimes become unix seconds.
     `rating_col` defaults to a column named `rating` when there is one. `users` adds a user attribute table
     (key `user_key`, default `user_col`); its users are kept even without interactions.
+    `stream` indexes the log chunk by chunk (memory bounded by the indexed result, not the id strings; the same
+    Dataset); default: for plain CSV/TSV files over 512 MB with integer or no timestamps.
     """
     check_policy(on_bad_rows)
     src = TableSource(path, separator=separator, has_header=has_header, columns=columns, encoding=encoding)
     if rating_col is None and "rating" in src.column_names():
         rating_col = "rating"
-    inter, n_bad = read_interactions(src, user_col, item_col, time_col, rating_col, time_format, on_bad_rows)
+    if stream is None:
+        stream = src.path.stat().st_size > STREAM_BYTES
+    stream = stream and not src.parquet and not src.in_memory and time_format is None
     sources: list[str | Path] = [src.path]
     item_df, text_fields = None, []
     if items is not None:
@@ -263,8 +312,19 @@ def read_table(path: str | Path, *, user_col: str = "user_id", item_col: str = "
                                "has_header": has_header, "columns": list(columns) if columns else None,
                                "encoding": encoding, "item_key": item_key, "item_columns": item_columns,
                                "user_key": user_key, "on_bad_rows": on_bad_rows}
-    meta = reader_meta("table", sources, options, n_bad, "unix" if time_col else "order")
     stem = src.path.name.split(".")[0]
+    if stream:
+        meta = reader_meta("table", sources, options, 0, "unix" if time_col else "order")
+        try:
+            ds = build_streamed(stream_interactions(src, user_col, item_col, time_col, rating_col),
+                                clean_attributes(item_df), users=clean_attributes(user_df), name=name or stem,
+                                text_fields=text_fields, meta=meta)
+            if ds.n_interactions:
+                return ds
+        except _NotClean:
+            pass  # a bad or empty file: the in-memory path names the line or counts the skipped rows
+    inter, n_bad = read_interactions(src, user_col, item_col, time_col, rating_col, time_format, on_bad_rows)
+    meta = reader_meta("table", sources, options, n_bad, "unix" if time_col else "order")
     return build_dataset(inter, item_df, path=src.path, n_bad=n_bad, name=name or stem, text_fields=text_fields,
                          meta=meta, users=user_df,
                          expected=f"rows with the columns {user_col!r} and {item_col!r}" +
