@@ -65,3 +65,15 @@ def test_user_time_order_is_the_stable_two_key_sort():
     np.testing.assert_array_equal(user_time_order(user, time, 50), want.to_numpy())
     wide = rng.integers(-2**62, 2**62, 5000)  # no room to pack the key: two-key sort
     np.testing.assert_array_equal(user_time_order(user, wide, 50), np.lexsort((wide, user)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_kcore_counts_equal_the_window_filters(seed):
+    from semrec.data.filtering import _kcore_windows, kcore
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 3000))
+    inter = pl.DataFrame({"user_idx": rng.integers(0, 300, n), "item_idx": rng.zipf(1.5, n) % 400,
+                          "timestamp": rng.integers(0, 9, n)})
+    for uk, ik in ((5, 5), (2, 0), (0, 3), (10, 2)):
+        assert_frame_equal(kcore(inter, uk, ik), _kcore_windows(inter, uk, ik, "user_idx", "item_idx", 100))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
 import polars as pl
 
 from semrec.data.dataset import Dataset
@@ -13,7 +14,36 @@ Duplicates = Literal["keep-all", "keep-first", "keep-last"]
 
 def kcore(interactions: pl.DataFrame, user_k: int = 5, item_k: int = 5, user_col: str = "user_idx",
           item_col: str = "item_idx", max_rounds: int = 100) -> pl.DataFrame:
-    """Drop users with < user_k and items with < item_k interactions, repeating until stable."""
+    """Drop users with < user_k and items with < item_k interactions, repeating until stable.
+
+    On dense non-negative integer indices the counts are kept per user and item and only the dropped rows are
+    subtracted each round (a few bytes per row, no window over the table); other key types use polars windows.
+    Both give the same rows in the same order."""
+    cols = [interactions[c] for c in (user_col, item_col)]
+    if not all(c.dtype.is_integer() and not c.null_count() and (not len(c) or c.min() >= 0) for c in cols):
+        return _kcore_windows(interactions, user_k, item_k, user_col, item_col, max_rounds)
+    user, item = (c.to_numpy() for c in cols)
+    keep = np.ones(len(user), dtype=bool)
+    user_n, item_n = np.bincount(user), np.bincount(item)
+    for _ in range(max_rounds):
+        changed = False
+        for key, k, counts, other, other_counts in ((item, item_k, item_n, user, user_n),
+                                                    (user, user_k, user_n, item, item_n)):
+            if k > 1:
+                rows = np.flatnonzero(keep)
+                drop = rows[counts[key[rows]] < k]
+                if len(drop):
+                    keep[drop] = False
+                    counts -= np.bincount(key[drop], minlength=len(counts))
+                    other_counts -= np.bincount(other[drop], minlength=len(other_counts))
+                    changed = True
+        if not changed:
+            break
+    return interactions if keep.all() else interactions.filter(pl.Series(keep))
+
+
+def _kcore_windows(interactions: pl.DataFrame, user_k: int, item_k: int, user_col: str, item_col: str,
+                   max_rounds: int) -> pl.DataFrame:
     inter = interactions
     for _ in range(max_rounds):
         before = inter.height
