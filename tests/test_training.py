@@ -182,3 +182,27 @@ def test_time_budget_validates_the_final_epoch_even_between_eval_every(split):
     last = m.history.records[-1]
     assert m.history.stop_reason == "time_budget" and last["epoch"] < 5
     assert "valid" in last and m.history.best_epoch == last["epoch"]
+
+
+class _SleepyBigram(TinyBigram):
+    """Each step also waits 10 ms without using the CPU, like a job sharing a busy machine."""
+
+    def loss(self, batch):
+        import time
+
+        time.sleep(0.01)
+        return super().loss(batch)
+
+
+def test_cpu_budget_clock_does_not_count_waiting(split):
+    steps = {}
+    for clock in ("wall", "cpu"):
+        m = _SleepyBigram(split.n_items, _cfg(epochs=1, batch_size=8, max_train_seconds=0.1, budget_clock=clock))
+        m.fit(split.train)
+        rec = m.history.records[0]
+        assert m.history.stop_reason == "time_budget" and rec["cpu_s"] > 0
+        steps[clock] = rec["steps"]
+    assert steps["wall"] <= 11 and steps["cpu"] > 2 * steps["wall"]
+    assert m.history.train_cpu_s < m.history.train_s  # the waits are wall time only
+    with pytest.raises(ConfigError, match="budget_clock"):
+        TrainConfig(budget_clock="gpu")

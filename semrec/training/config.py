@@ -16,6 +16,7 @@ from semrec.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
+BUDGET_CLOCKS = ("wall", "cpu")
 SIGNED_INT_FIELDS = frozenset({"seed", "text_key_offset"})  # int options that may be negative
 
 
@@ -32,6 +33,8 @@ class TrainConfig:
     warmup_steps: int = 0  # linear learning-rate warmup over the first N optimizer steps
     lr_schedule: str = "constant"  # constant | cosine (to 0 over `epochs`, or over max_train_seconds if sooner)
     max_train_seconds: float | None = None  # stop once this much training time (all epochs) is spent
+    budget_clock: str = "wall"  # wall | cpu: max_train_seconds counts wall time, or this process's CPU seconds
+    #                             (all threads), which other jobs on a shared machine do not eat into
     patience: int = 5  # evaluations without improvement before stopping; 0 = never stop early
     eval_every: int = 1  # validate every N epochs (and always after the last one)
     metric: str = "ndcg@10"  # validation metric that picks the best epoch (higher is better)
@@ -48,6 +51,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"train.optimizer={self.optimizer!r}; choose one of {OPTIMIZERS}")
+        if self.budget_clock not in BUDGET_CLOCKS:
+            raise ConfigError(f"train.budget_clock={self.budget_clock!r}; choose one of {BUDGET_CLOCKS}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ConfigError(f"train.lr_schedule={self.lr_schedule!r}; choose one of {LR_SCHEDULES}")
         for name in ("epochs", "batch_size", "eval_every", "eval_batch_size"):

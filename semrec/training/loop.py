@@ -34,7 +34,8 @@ class TrainingError(SemrecError, RuntimeError):
 
 @dataclass
 class TrainHistory:
-    """One record per epoch: loss, steps, epoch_s (training wall time), eval_s, elapsed_s, valid metrics."""
+    """One record per epoch: loss, steps, epoch_s (training wall time), cpu_s (its process CPU seconds), eval_s,
+    elapsed_s, valid metrics."""
 
     metric: str
     records: list[dict[str, Any]] = field(default_factory=list)
@@ -52,6 +53,15 @@ class TrainHistory:
     def train_s(self) -> float:
         """Total training time (excluding validation), summed over epochs, including ones before a resume."""
         return float(sum(r["epoch_s"] for r in self.records))
+
+    @property
+    def train_cpu_s(self) -> float:
+        """Process CPU seconds spent training (all threads; excluding validation), summed over epochs."""
+        return float(sum(r.get("cpu_s", 0.0) for r in self.records))
+
+    def budget_spent(self, clock: str) -> float:
+        """Training time so far on the clock `train.budget_clock` names ("wall" or "cpu")."""
+        return self.train_cpu_s if clock == "cpu" else self.train_s
 
     @property
     def epoch_s(self) -> float:
@@ -75,7 +85,8 @@ class TrainHistory:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d |= {"train_s": round(self.train_s, 3), "epoch_s": round(self.epoch_s, 3), "epochs": self.epochs}
+        d |= {"train_s": round(self.train_s, 3), "train_cpu_s": round(self.train_cpu_s, 3),
+              "epoch_s": round(self.epoch_s, 3), "epochs": self.epochs}
         if not math.isfinite(self.best_score):
             d["best_score"] = None
         return d
@@ -189,7 +200,9 @@ def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: Tr
     n_batches = model.num_batches(train, cfg.batch_size)
     for epoch in range(start_epoch, cfg.epochs + 1):
         model.module.train()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
+        clock = time.process_time if cfg.budget_clock == "cpu" else time.perf_counter
+        spent, started = hist.budget_spent(cfg.budget_clock), clock()
         total, steps = 0.0, 0
         bar = tqdm(model.batches(train, cfg.batch_size, rng), total=n_batches, desc=f"epoch {epoch}/{cfg.epochs}",
                    unit="batch", disable=not (cfg.progress and world.is_main), leave=False, dynamic_ncols=True)
@@ -197,12 +210,12 @@ def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: Tr
             if world.active and (batch := shard_batch(batch, world, shared_keys)) is None:
                 continue
             if cfg.warmup_steps or cfg.lr_schedule != "constant":
-                done = hist.train_s + time.perf_counter() - t0
+                done = spent + clock() - started
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(cfg, step, (n_batches or 1) * cfg.epochs, done)
             batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
             loss = compute_loss(batch)
-            over = bool(cfg.max_train_seconds) and hist.train_s + time.perf_counter() - t0 >= cfg.max_train_seconds
+            over = bool(cfg.max_train_seconds) and spent + clock() - started >= cfg.max_train_seconds
             value, over = step_consensus(loss, over, world)
             if not math.isfinite(value):
                 raise TrainingError(f"loss is {value} at epoch {epoch}, step {steps + 1} (fix: lower train.lr, "
@@ -223,7 +236,8 @@ def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: Tr
         bar.close()
         epoch_s = time.perf_counter() - t0
         rec: dict[str, Any] = {"epoch": epoch, "loss": total / max(steps, 1), "steps": steps,
-                               "epoch_s": round(epoch_s, 4), "lr": optimizer.param_groups[0]["lr"]}
+                               "epoch_s": round(epoch_s, 4), "cpu_s": round(time.process_time() - c0, 4),
+                               "lr": optimizer.param_groups[0]["lr"]}
         eval_s = 0.0
         # the epoch a time budget ends is always validated: with a cosine schedule it is often the best one
         last = epoch == cfg.epochs or hist.stop_reason == "time_budget"
