@@ -83,17 +83,42 @@ def test_new_item_is_scored_from_its_text_and_recommended(tmp_path, one_torch_th
         m.add_items(np.zeros((1, 5), np.float32))
 
 
-def test_text_only_model_never_uses_ids_and_cold_items_have_no_id_vector(one_torch_thread):
+def test_cold_items_never_use_their_untrained_id_rows(one_torch_thread):
+    """An item never seen in training is scored from its text plus the ID vector of the seen item nearest in text
+    (or text alone with unseen_id=none): its own (untrained) ID row changes nothing, and it is no negative of the
+    training softmax (changing its text leaves the training loss as it is)."""
     train, vectors, _, _ = clustered()
     cold = np.arange(0, len(vectors), 10)
     keep = ~np.isin(train.items, cold)
     rows = np.repeat(np.arange(len(train)), train.lengths)
     warm = Sequences.from_lengths(np.bincount(rows[keep], minlength=len(train)), train.items[keep])
     m = TextSeq(len(vectors), vectors=vectors, item_repr="text+id", epochs=2, **SMALL).fit(warm)
-    assert m.module.seen[cold].sum() == 0 and m.module.seen.sum() == len(np.unique(warm.items))
+    net = m.module
+    assert net.seen[cold].sum() == 0 and net.seen.sum() == len(np.unique(warm.items))
+    hist = warm.select(np.arange(6))
+    with m.scoring():
+        before = m.score(hist).clone()
+        unit = torch.nn.functional.normalize(net.text, dim=-1)
+        seen = torch.nonzero(net.seen > 0).squeeze(1)
+        nearest = seen[(unit[cold] @ unit[seen].T).argmax(1)]
+        assert torch.equal(net.id_rows()[cold], nearest) and not np.isin(nearest.numpy(), cold).any()
+        expect = net.adapter(net.text[cold]) + net.id_emb.weight[nearest]
+        assert torch.allclose(net.item_vectors(torch.as_tensor(cold)), expect, atol=1e-6)
     with torch.no_grad():
-        only_text = m.module.adapter(m.module.text[cold])
-        assert torch.allclose(m.module.item_vectors(torch.as_tensor(cold)), only_text)
+        net.id_emb.weight[cold] = 100 * torch.randn(len(cold), net.id_emb.weight.shape[1])
+    with m.scoring():
+        assert torch.equal(m.score(hist), before)  # the cold items' own ID rows play no part
+    m.config.unseen_id = "none"
+    with m.scoring():
+        assert torch.allclose(net.item_vectors(torch.as_tensor(cold)), net.adapter(net.text[cold]), atol=1e-6)
+    batch = next(m.batches(warm, 64, np.random.default_rng(0)))
+    net.eval()
+    with torch.no_grad():
+        loss = float(m.loss(batch))
+        net.text[cold] = torch.randn(len(cold), net.text.shape[1])
+        assert float(m.loss(batch)) == pytest.approx(loss, abs=1e-6)
+        m.config.unseen_negatives = True
+        assert abs(float(m.loss(batch)) - loss) > 1e-4
 
 
 def test_init_from_carries_adapter_and_transformer_not_items(tmp_path, one_torch_thread):

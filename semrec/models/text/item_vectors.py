@@ -40,6 +40,23 @@ def load_item_vectors(n_items: int, vectors_path: str | None = None, dataset: st
     return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
+def load_item_texts(n_items: int, dataset: str | None, fields: list[str] | None = None) -> list[str]:
+    """Item sentences (row = item_idx) of a dataset folder, for models that encode text themselves."""
+    if not dataset:
+        raise ConfigError("text-seq: tune_encoder needs the item text (fix: --set dataset=DATA_FOLDER, or pass "
+                          "texts= from Python)")
+    from semrec.data import Dataset, item_sentences
+
+    ds = Dataset.load(dataset)
+    names = list(fields or ds.text_fields or [])
+    if not names:
+        raise ConfigError(f"dataset {dataset} has no text fields (fix: --set fields='[\"title\"]')")
+    texts = list(item_sentences(ds.items, names))
+    if len(texts) != n_items:
+        raise DataError(f"{len(texts)} item sentences but the model has {n_items} items", path=dataset)
+    return texts
+
+
 def category_labels(items: pl.DataFrame, field: str, level: int = 1) -> np.ndarray:
     """(n_items,) int64 category of every item (-1 = none): level `level` of a category path.
 
@@ -70,4 +87,4 @@ def category_labels(items: pl.DataFrame, field: str, level: int = 1) -> np.ndarr
     return np.where(codes >= 0, remap[codes], -1)
 
 
-__all__ = ["FIX", "category_labels", "load_item_vectors"]
+__all__ = ["FIX", "category_labels", "load_item_texts", "load_item_vectors"]
