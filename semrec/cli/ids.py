@@ -1,4 +1,4 @@
-"""`semrec embed` (item vectors) and `semrec ids fit|encode|report` (semantic IDs)."""
+"""`semrec embed` (item vectors) and `semrec ids fit|encode|report|import` (semantic IDs)."""
 
 from __future__ import annotations
 
@@ -169,7 +169,8 @@ def fit(vectors: list[Path] = typer.Argument(..., help="One or more vector files
         out_dir: Path = typer.Option(..., "--out", help="Run folder for tokenizer, codes and diagnostics."),
         method: str = typer.Option("rq-kmeans", help="rq-kmeans or rq-vae."),
         levels: int = typer.Option(3, min=1, help="Code levels (before collision handling)."),
-        codebook_size: int = typer.Option(256, min=2, help="Codes per level."),
+        codebook_size: Optional[int] = typer.Option(None, min=2, help="Codes per level (default: from the catalogue "
+                                                    "size, at most 256; see docs/semantic_ids.md)."),
         collisions: Collisions = typer.Option("append", help="append (TIGER extra level), reassign or none."),
         weights: Optional[str] = typer.Option(None, help="Fusion weights, comma-separated, one per vector file."),
         cf: Optional[Path] = typer.Option(None, help="rq-vae: CF vectors for the alignment loss."),
@@ -201,9 +202,11 @@ def fit(vectors: list[Path] = typer.Argument(..., help="One or more vector files
         raise ConfigError(f"--weights {weights!r}: give comma-separated numbers, one per vector file") from None
     if w is not None and (len(w) != len(vectors) or any(not np.isfinite(x) or x < 0 for x in w)):
         raise ConfigError(f"--weights {weights!r}: give {len(vectors)} finite non-negative number(s), one per file")
-    opts = {"n_levels": levels, "codebook_size": codebook_size, "collisions": collisions.value, "seed": seed,
-            "device": device}
-    cfg = apply_overrides(TOKENIZERS[method].Config(), {**opts, **parse_key_values(set_, "--set")})
+    opts = {"n_levels": levels, "collisions": collisions.value, "seed": seed, "device": device}
+    if codebook_size is not None:
+        opts["codebook_size"] = codebook_size
+    overrides = {**opts, **parse_key_values(set_, "--set")}
+    apply_overrides(TOKENIZERS[method].Config(), overrides)  # bad options fail before any work
     set_threads(threads)
     ds = Dataset.load(dataset) if dataset else None
     if ds is not None:
@@ -215,11 +218,18 @@ def fit(vectors: list[Path] = typer.Argument(..., help="One or more vector files
         raise DataError(f"{len(x)} vectors but {len(item_ids)} items", path=dataset, fix="embed this dataset")
     if cf_vec is not None and len(cf_vec) != len(x):
         raise DataError(f"{len(cf_vec)} CF vectors for {len(x)} items", path=cf, fix="embed the same dataset")
+    if "codebook_size" not in overrides and hasattr(TOKENIZERS[method].Config(), "codebook_size"):
+        from semrec.semantic_ids.sizing import default_codebook_size
+
+        overrides["codebook_size"] = default_codebook_size(len(x))
+        err.print(f"codebook size {overrides['codebook_size']} for {len(x):,} items (set --codebook-size to choose)")
+    cfg = apply_overrides(TOKENIZERS[method].Config(), overrides)
     if len(x) < getattr(cfg, "codebook_size", 0):
         raise ConfigError(f"--codebook-size {cfg.codebook_size} exceeds the {len(x)} items to encode "
                           "(fix: a smaller codebook)")
     tok = TOKENIZERS[method](cfg).fit(x, cf_vectors=cf_vec, item_ids=item_ids)
     diag = diagnostics(tok.raw_codes, tok.codes, tok.codebook_sizes, x)
+    _warn(diag, bool(getattr(cfg, "balanced", False)))
     with atomic_dir(out_dir, "tokenizer", overwrite=overwrite) as tmp:
         _save_tokenizer(tok, tmp)
         write_json(tmp / "inputs.json", {"vectors": [str(p) for p in vectors], "weights": w,
@@ -294,30 +304,71 @@ def _check_json_output(path: Path, overwrite: bool) -> None:
 
 
 @app.command("report")
-def report(run_dir: Path = typer.Argument(..., help="Folder written by `semrec ids fit`."),
+def report(run_dir: Path = typer.Argument(..., help="Folder written by `semrec ids fit` or `semrec ids import`."),
            vectors: list[Path] = typer.Option([], "--vectors", help="Vectors for coherence (default: fit inputs)."),
+           dataset: Optional[Path] = typer.Option(None, help="Dataset folder: adds identifier-quality numbers "
+                                                  "(next-item prefix transitions, CF coherence) from its training "
+                                                  "split."),
            ) -> None:
     """Print code diagnostics and write code_usage.png, prefix_sizes.png and diagnostics.json into RUN_DIR.
 
-    Example: semrec ids report runs/beauty/ids
+    Example: semrec ids report runs/beauty/ids --dataset data/beauty
     """
-    from semrec.semantic_ids import Tokenizer, diagnostics, plot_code_usage, plot_prefix_sizes
+    from semrec.semantic_ids import diagnostics, plot_code_usage, plot_prefix_sizes
+    from semrec.semantic_ids.imported import load_code_folder
 
-    tok = Tokenizer.load(run_dir)
-    info = read_json(run_dir / "inputs.json") if (run_dir / "inputs.json").exists() else {}
-    paths = vectors or [Path(p) for p in info.get("vectors", [])]
+    raw, final, sizes, _ = load_code_folder(run_dir)
+    info = {}
+    for name in ("inputs.json", "import.json"):
+        if (run_dir / name).exists():
+            info = read_json(run_dir / name)
+    paths = vectors or [Path(p) for p in info.get("vectors") or []]
     x = None
     if paths and all(Path(p).exists() for p in paths):
         x = _load_inputs(paths, None if vectors else info.get("weights"))
-        if len(x) != len(tok.raw_codes):
-            err.print(f"{len(x):,} vectors for {len(tok.raw_codes):,} items: coherence skipped", style="yellow")
+        if len(x) != len(raw):
+            err.print(f"{len(x):,} vectors for {len(raw):,} items: coherence skipped", style="yellow")
             x = None
-    diag = diagnostics(tok.raw_codes, tok.codes, tok.codebook_sizes, x)
+    diag = diagnostics(raw, final, sizes, x)
+    if dataset is not None:
+        diag["quality"] = _quality(raw, sizes, dataset)
+    _warn(diag, _balanced(run_dir))
     write_json(run_dir / "diagnostics.json", diag)
-    plot_code_usage(tok.raw_codes, tok.codebook_sizes, run_dir / "code_usage.png")
-    plot_prefix_sizes(tok.raw_codes, run_dir / "prefix_sizes.png")
-    out.print(_diag_table(diag, f"{tok.name} codes in {run_dir}"))
+    plot_code_usage(raw, sizes, run_dir / "code_usage.png")
+    plot_prefix_sizes(raw, run_dir / "prefix_sizes.png")
+    kind = read_json(run_dir / "tokenizer.json").get("tokenizer") if (run_dir / "tokenizer.json").exists() \
+        else f"imported ({info.get('format', '?')})"
+    out.print(_diag_table(diag, f"{kind} codes in {run_dir}"))
     err.print(f"wrote {run_dir}/diagnostics.json, code_usage.png, prefix_sizes.png")
+
+
+def _balanced(run_dir: Path) -> bool:
+    if not (run_dir / "tokenizer.json").exists():
+        return False
+    return bool((read_json(run_dir / "tokenizer.json").get("config") or {}).get("balanced"))
+
+
+def _warn(diag: dict, balanced: bool) -> None:
+    """Add `warnings` (oversized / collapsed codebooks, raw collisions) to `diag` and print them."""
+    from semrec.semantic_ids.sizing import codebook_warnings
+
+    diag["warnings"] = codebook_warnings(diag, balanced)
+    for w in diag["warnings"]:
+        err.print(f"warning: {w}", style="yellow")
+
+
+def _quality(raw: np.ndarray, sizes: list[int], dataset: Path) -> dict:
+    """FORGE-style quality numbers of `raw` codes on a dataset's training split (see semantic_ids.quality)."""
+    from semrec.data import Dataset, leave_one_out
+    from semrec.features.collaborative import cooccurrence_vectors
+    from semrec.semantic_ids.quality import quality
+
+    ds = Dataset.load(dataset)
+    if ds.n_items != len(raw):
+        raise DataError(f"the dataset has {ds.n_items:,} items, the code table {len(raw):,}", path=dataset,
+                        fix="pass the dataset the codes were made for")
+    train = leave_one_out(ds).train
+    return quality(raw, sizes, train, cooccurrence_vectors(train, ds.n_items, dim=64, window=5))
 
 
 def _diag_table(d: dict, title: str) -> Table:
@@ -337,7 +388,18 @@ def _diag_table(d: dict, title: str) -> Table:
     if "coherence" in d:
         per = ", ".join(f"{c:.3f}" for c in d["coherence_per_level"])
         t.caption += f"; coherence per prefix length {per} vs random pairs {d['coherence_random']:.3f}"
+    q = d.get("quality")
+    if q:
+        t.caption += (f"; uniformity per level {', '.join(f'{u:.2f}' for u in q['uniformity'])}; next-item pairs "
+                      f"sharing the level-1 code {q['transition_same_prefix'][0]:.1%} (x{q['transition_lift'][0]:.1f} "
+                      f"chance), level-1 purity {q['transition_purity'][0]:.1%}; CF coherence lift "
+                      f"{q['cf_coherence_lift']:+.3f}")
     return t
+
+
+from semrec.cli.ids_import import import_table  # noqa: E402  (the `ids import` command)
+
+app.command("import")(import_table)
 
 
 def register(root: typer.Typer) -> None:
