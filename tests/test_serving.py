@@ -182,9 +182,31 @@ def test_similar_embed_health_metrics_docs_and_page(client):
     paths = set(c.get("/openapi.json").json()["paths"])
     assert {"/recommend", "/recommend/batch", "/items", "/items/{item_id}", "/items/{item_id}/similar",
             "/users/embed", "/health", "/metrics"} <= paths
-    assert c.get("/docs").status_code == 200
     page = c.get("/")
     assert page.status_code == 200 and "semrec explorer" in page.text and "/recommend" in page.text
+
+
+def test_api_docs_pages_load_every_asset_from_this_server(client):
+    """/docs and /redoc work offline: every script, style and icon they reference is a local URL served here."""
+    import re
+
+    c, _, _ = client
+    for page, needed in (("/docs", ("swagger-ui-bundle.js", "swagger-ui.css")), ("/redoc", ("redoc.standalone.js",))):
+        r = c.get(page)
+        assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+        urls = re.findall(r'(?:src|href)="([^"]+)"', r.text) + re.findall(r"url: '([^']+)'", r.text)
+        assert all(n in " ".join(urls) for n in needed), urls
+        assert "http" not in r.text.lower().replace("http-equiv", ""), "an absolute URL would need the network"
+        for url in urls:
+            assert url.startswith("/") and not url.startswith("//"), url
+            got = c.get(url)
+            assert got.status_code == 200 and len(got.content) > 100, url
+        assert '"validatorUrl": null' in r.text or page == "/redoc"  # no badge fetched from an online validator
+    assert c.get("/docs-assets/swagger-ui-bundle.js").headers["content-type"].startswith("text/javascript")
+    assert b"SwaggerUIBundle" in c.get("/docs-assets/swagger-ui-bundle.js").content
+    assert c.get("/docs-assets/../app.py").status_code == 404 and c.get("/docs-assets/index.html").status_code == 404
+    paths = set(c.get("/openapi.json").json()["paths"])
+    assert not any(p.startswith(("/docs", "/redoc")) for p in paths)  # pages, not API endpoints
 
 
 def test_batch_file_matches_the_engine(runs, tmp_path):

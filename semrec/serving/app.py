@@ -22,6 +22,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from semrec.errors import SemrecError
 from semrec.serving import schemas as S
+from semrec.serving.apidocs import add_api_docs
 from semrec.serving.batcher import MicroBatcher
 from semrec.serving.engine import Engine, Query
 from semrec.serving.metrics import Metrics
@@ -108,9 +109,10 @@ def create_app(engine: Engine, api_key: str | None = None, max_batch: int = 64,
         yield
         batcher.close()
 
-    app = FastAPI(title="semrec", version="1", lifespan=lifespan, description=(
+    app = FastAPI(title="semrec", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, description=(
         "Recommendations for item histories, live catalogue updates and item lookups for one trained semrec run. "
         "Item ids are the dataset's external ids."))
+    add_api_docs(app)  # /docs and /redoc with their scripts served from here, not a CDN
     cat = engine.catalogue
     model_name = engine.model.name
     app.state.engine, app.state.batcher, app.state.metrics = engine, batcher, metrics
