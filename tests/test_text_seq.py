@@ -256,3 +256,50 @@ def test_id_dropout_hides_id_vectors_in_training_only(one_torch_thread):
         assert 0.3 < hidden.float().mean() < 0.7
         net.eval()
         assert not ((net.item_vectors() - text_only).abs().sum(1) < 1e-6).any()
+
+
+WORDS = ["red running shoe", "blue running shoe", "green trail shoe", "steel claw hammer", "rubber mallet",
+         "paper notebook", "spiral notebook", "ballpoint pen", "fountain pen", "glass lab beaker", "glass flask"]
+
+
+def test_tune_encoder_fine_tunes_the_last_layer_at_its_own_rate(tmp_path, one_torch_thread):
+    """tune_encoder=1 with the bundled MiniLM: the item table starts as the encoder's own vectors, only the
+    re-encoded items carry a gradient into the last layer, whose weights move by about encoder_lr per step
+    (frozen W0 + scale * delta), and the saved item table matches the tuned encoder."""
+    from semrec.features import TextEncoder
+
+    rng = np.random.default_rng(0)
+    groups = [[0, 1, 2], [3, 4], [5, 6, 7, 8], [9, 10]]
+    train = Sequences.from_lists([rng.choice(groups[g], size=5) for g in rng.integers(0, 4, 48)])
+    opts = {**SMALL, "batch_size": 16, "epochs": 1, "encoder_max_tokens": 12, "tune_items": 4, "lr": 1e-2}
+    m = TextSeq(len(WORDS), texts=WORDS, item_repr="text", tune_encoder=1, encoder_lr=1e-4, **opts).build()
+    net = m.module
+    frozen = TextEncoder(cache_dir=None, max_seq_length=12, progress=False).encode(WORDS)
+    assert np.allclose(net.text.numpy(), frozen, atol=1e-5)
+    w0 = {n: p.clone() for n, p in net.encoder.layers.named_parameters()}
+    assert not any(p.requires_grad for p in net.encoder.layers.parameters())
+
+    batch = next(m.batches(train, 16, np.random.default_rng(0)))
+    assert len(batch["tune_items"]) == 4
+    m.loss(batch).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.encoder.delta.values())
+    net.zero_grad()
+    m.loss({**batch, "tune_items": batch["tune_items"][:0]}).backward()  # nothing re-encoded: no encoder gradient
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in net.encoder.delta.values())
+
+    m.fit(train)
+    steps = m.history.epochs * m.num_batches(train, 16)
+    moved = max(float((net.encoder.scale * d).detach().abs().max()) for d in net.encoder.delta.values())
+    assert 1e-5 < moved <= 1.5 * steps * 1e-4  # Adam moves W by ~encoder_lr per step, not by train.lr
+    assert all(torch.equal(w0[n], p) for n, p in net.encoder.layers.named_parameters())
+    tuned = net.text.clone()
+    assert not torch.allclose(tuned, torch.from_numpy(frozen), atol=1e-6)
+    m._refresh()
+    assert torch.allclose(net.text, tuned, atol=1e-6)  # fit ended with the cache matching the encoder
+    m.save(tmp_path / "m")
+    back = Recommender.load(tmp_path / "m")
+    hist = train.select(np.arange(4))
+    with m.scoring(), back.scoring():
+        assert torch.allclose(back.score(hist), m.score(hist), atol=1e-5)
+    with pytest.raises(ConfigError, match="tune_encoder needs the item text"):
+        TextSeq(len(WORDS), item_repr="text", tune_encoder=1, **SMALL).build()

@@ -227,7 +227,7 @@ class TextSeq(TorchRecommender):
 
     def build_module(self) -> nn.Module:
         cfg = self.config
-        if self._d_text is None or (cfg.tune_encoder and self._texts is None and cfg.dataset):
+        if self._d_text is None:  # not when loading a saved model: its item table is in the weights
             self._resolve_inputs()
         encoder = vectors = None
         if cfg.tune_encoder:  # item vectors come from the encoder itself (its last layers will move)
@@ -273,11 +273,18 @@ class TextSeq(TorchRecommender):
     # ------------------------------------------------------------------ training
     def fit(self, train: Sequences, valid=None) -> TextSeq:
         check_items(train, self.n_items)
+        if self.config.tune_encoder and self.module is not None and self._prefix is None:  # a loaded model
+            if self._texts is None:
+                self._texts = load_item_texts(self.n_items, self.config.dataset, self.config.fields)
+            self._prefix = self.module.encoder.prefix(self._texts)
         self._seen = np.bincount(train.items, minlength=self.n_items) > 0
         if self.module is not None:
             self.module.seen.copy_(torch.from_numpy(self._seen.astype(np.float32)))
         self._table = None
-        return super().fit(train, valid)
+        super().fit(train, valid)
+        if self._stale:
+            self._refresh()  # the saved item table matches the tuned encoder
+        return self
 
     def num_batches(self, train: Sequences, batch_size: int) -> int:
         return math.ceil(int((train.lengths >= 2).sum()) / batch_size)
@@ -349,13 +356,14 @@ class TextSeq(TorchRecommender):
         net, cfg = self.module, self.config
         if self._prefix[0].device != net.text.device:
             self._prefix = tuple(t.to(net.text.device) for t in self._prefix)
-        net.encoder.scale = cfg.encoder_lr / cfg.train.lr
-        fresh = net.encoder(self._prefix[0][items], self._prefix[1][items])
         self._steps += 1
         self._stale = True
         if cfg.refresh_every and self._steps % cfg.refresh_every == 0:
             self._refresh()
-        return net.text.index_put((items,), fresh)
+        if not len(items):
+            return net.text
+        net.encoder.scale = cfg.encoder_lr / cfg.train.lr
+        return net.text.index_put((items,), net.encoder(self._prefix[0][items], self._prefix[1][items]))
 
     def _refresh(self) -> None:
         """Re-encode every item through the tuned layers into the cached text table (no gradient)."""
