@@ -31,7 +31,10 @@ def register(app: typer.Typer) -> None:
                                                                      "that POST/DELETE /items require (unset: none)."),
               set_: list[str] = typer.Option([], "--set", help="Decoding option key=value for generative runs: "
                                                               "beam, reserve_new (share of k kept for items unseen "
-                                                              "in training, e.g. added ones), decode_batch."),
+                                                              "in training, e.g. added ones), decode_batch, "
+                                                              "unseen_last_code (siblings, the server's default: an "
+                                                              "unseen item's last code scores as its trained "
+                                                              "siblings' mean; model: the model's own)."),
               log_level: str = typer.Option("warning", help="uvicorn log level."),
               ) -> None:
         """Serve recommendations, live item updates and the explorer page (http://HOST:PORT/, API docs at /docs).

@@ -1,6 +1,12 @@
 """What every semantic-ID generative model shares: its code table and trie, batched trie-constrained
 `recommend`, cold-start reservation, adding/removing items without retraining, and safetensors state.
 
+Items unseen in training (cold items, items added while serving) have a last code the model never saw after
+their prefix: for the TIGER disambiguation level it is an arbitrary index, so the model's probability for it is
+noise and such items almost never reach a top-k. With `unseen_last_code="siblings"` an unseen item's last code
+instead gets the mean probability of its trained siblings (the trained items under the same prefix): it ranks
+like an average item of its semantic group, which its prefix already earned.
+
 A model using this mixin provides `module.step_fn(hist_codes, users)` returning a `semrec.generation.StepFn`.
 """
 
@@ -119,6 +125,63 @@ class GenerativeMixin:
             out_items[s:s + rows], out_scores[s:s + rows] = items.cpu().numpy(), scores.cpu().numpy()
         return out_items, out_scores
 
+    def _sibling_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(trained, unseen): bool (prefix node, last code) over the whole trie's last-level prefixes; cached
+        until the trie is recompiled (items added or removed)."""
+        trie = self.trie
+        cached = getattr(self, "_siblings", None)
+        if cached is not None and cached[0] is trie.levels:
+            return cached[1]
+        lv = trie.levels[-1]
+        ptr = lv.ptr.cpu().numpy()
+        parent = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
+        code = lv.code.cpu().numpy()
+        item = trie.leaf_item.cpu().numpy()
+        seen = np.zeros(len(item), bool)
+        inside = item < len(self.seen)
+        seen[inside] = self.seen[item[inside]]
+        tables = []
+        for flag in (seen, ~seen):
+            t = np.zeros((len(ptr) - 1, lv.vocab), bool)
+            t[parent[flag], code[flag]] = True
+            tables.append(torch.as_tensor(t, device=trie.device))
+        self._siblings = (trie.levels, (tables[0], tables[1]))
+        return self._siblings[1]
+
+    def _unseen_as_siblings(self, step: Any, rows: int) -> Any:
+        """Wrap a step function: at the last level, an unseen item's code gets log(mean p(trained siblings)).
+
+        Follows every row's prefix in the whole trie (so a restricted search scores items as the full one does);
+        prefixes without a trained sibling keep the model's own probabilities."""
+        trie = self.trie
+        last = trie.n_levels - 1
+        trained, unseen = self._sibling_tables()
+        node = torch.zeros(rows, dtype=torch.int64, device=trie.device)
+
+        def wrapped(level: int, tokens: torch.Tensor | None, parents: torch.Tensor | None) -> torch.Tensor:
+            nonlocal node
+            logp = step(level, tokens, parents)
+            if level > 0:
+                prev = node[parents]
+                node = torch.where(prev >= 0, trie.child(level - 1, prev.clamp(min=0), tokens), -1)
+            if level == last:
+                ok = (node >= 0)[:, None]
+                tr, un = trained[node.clamp(min=0)] & ok, unseen[node.clamp(min=0)] & ok
+                n = tr.sum(-1, keepdim=True)
+                mean = torch.logsumexp(logp.masked_fill(~tr, float("-inf")), -1, keepdim=True) - n.clamp(min=1).log()
+                logp = torch.where(un & (n > 0), mean, logp)
+            return logp
+
+        return wrapped
+
+    def _step(self, hc: torch.Tensor, users: torch.Tensor, hist: torch.Tensor) -> Any:
+        step = self.step_fn(hc, users, hist)
+        if getattr(self.config, "unseen_last_code", "model") == "siblings":
+            n = min(len(self.seen), len(self.active))
+            if (self.active[:n] & ~self.seen[:n]).any():
+                step = self._unseen_as_siblings(step, hc.shape[0])
+        return step
+
     def step_fn(self, hist_codes: torch.Tensor, users: torch.Tensor, hist_items: torch.Tensor):
         """The network's step function for one batch of left-padded histories (codes, user tokens, items)."""
         return self.module.step_fn(hist_codes, users)
@@ -127,7 +190,7 @@ class GenerativeMixin:
                 trie: CodeTrie | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         rows = hc.shape[0]
         trie = self.trie if trie is None else trie
-        items, scores = beam_search(self.step_fn(hc, users, hist), trie, rows, beam, k)
+        items, scores = beam_search(self._step(hc, users, hist), trie, rows, beam, k)
         n_new = int(round(self.config.reserve_new * k))
         new = trie.active[: len(self.seen)] & ~self.seen
         if n_new == 0 or not new.any():
@@ -137,7 +200,7 @@ class GenerativeMixin:
         # keep the normal search's order. Scores stay the model's own log-probabilities.
         new_trie = trie.subset(mask=new)
         n_new = min(n_new, int(new.sum()))
-        new_items, new_scores = beam_search(self.step_fn(hc, users, hist), new_trie, rows, max(beam, n_new), n_new)
+        new_items, new_scores = beam_search(self._step(hc, users, hist), new_trie, rows, max(beam, n_new), n_new)
         is_new = torch.as_tensor(new, device=items.device)[items.clamp(min=0)] & (items >= 0)
         old_scores, pos = torch.where(is_new, float("-inf"), scores).topk(k - n_new, dim=1)
         j = torch.arange(1, n_new + 1, device=items.device)

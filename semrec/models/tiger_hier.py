@@ -48,6 +48,7 @@ class TigerHierConfig:
     beam: int = 20
     decode_batch: int = 512
     reserve_new: float = 0.0  # share of the top-k reserved for items unseen in training (cold start)
+    unseen_last_code: str = "model"  # or "siblings": unseen items' last code scores as their trained siblings' mean
     device: str = "cpu"
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         epochs=100, batch_size=128, lr=2e-3, weight_decay=0.05, optimizer="adamw", max_grad_norm=1.0,
@@ -57,6 +58,8 @@ class TigerHierConfig:
         if min(self.n_layers, self.head_layers, self.d_model, self.n_heads, self.d_head, self.d_ff,
                self.max_history) < 1:
             raise ConfigError("tiger-hier: layers, sizes and max_history must be >= 1")
+        if self.unseen_last_code not in ("model", "siblings"):
+            raise ConfigError(f"tiger-hier: unseen_last_code must be 'model' or 'siblings', got {self.unseen_last_code!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"tiger-hier: dropout must be in [0, 1), got {self.dropout}")
 

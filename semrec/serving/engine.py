@@ -26,7 +26,10 @@ from semrec.serving.store import CatalogueStore, StoreState, decode_vector, enco
 
 
 # decoding options a server may change on a trained model (`semrec serve --set beam=30 --set reserve_new=0.1`)
-SERVE_OPTIONS = {"beam", "reserve_new", "decode_batch"}
+SERVE_OPTIONS = {"beam", "reserve_new", "decode_batch", "unseen_last_code"}
+# what a server changes unless told otherwise: items added while serving are unseen in training, and their last
+# code (an arbitrary disambiguation index) would otherwise keep them out of every top-k
+SERVE_DEFAULTS = {"unseen_last_code": "siblings"}
 
 
 @dataclass
@@ -99,15 +102,17 @@ class Engine:
 
         run_dir = Path(run_dir)
         model = Recommender.load(model_dir(run_dir), device=device)
-        if options:
-            names = {o.split("=", 1)[0].strip().replace("-", "_") for o in options}
-            fields = set(getattr(model.config, "__dataclass_fields__", {}))
-            bad = sorted(n for n in names if n not in SERVE_OPTIONS or n not in fields)
-            if bad:
-                usable = sorted(SERVE_OPTIONS & fields) or ["none for this model"]
-                raise ConfigError(f"--set {', '.join(bad)}: not a serving option of {model.name} "
-                                  f"(serving options: {', '.join(usable)})")
-            model.config = apply_overrides(model.config, list(options))
+        options = list(options or [])
+        names = {o.split("=", 1)[0].strip().replace("-", "_") for o in options}
+        fields = set(getattr(model.config, "__dataclass_fields__", {}))
+        bad = sorted(n for n in names if n not in SERVE_OPTIONS or n not in fields)
+        if bad:
+            usable = sorted(SERVE_OPTIONS & fields) or ["none for this model"]
+            raise ConfigError(f"--set {', '.join(bad)}: not a serving option of {model.name} "
+                              f"(serving options: {', '.join(usable)})")
+        defaults = [f"{k}={v}" for k, v in SERVE_DEFAULTS.items() if k in fields and k not in names]
+        if defaults or options:
+            model.config = apply_overrides(model.config, defaults + options)
         ds = Dataset.load(dataset_dir(run_dir, Path(data) if data else None))
         if ds.n_items != model.n_items:
             raise DataError(f"the model has {model.n_items} items but the dataset has {ds.n_items}", path=run_dir,
