@@ -88,24 +88,37 @@ def test_report_speedup(tiny, tmp_path, monkeypatch, capsys):
     split = leave_one_out(ds)
     monkeypatch.setattr(vs_recbole, "load_beauty", lambda root: (split, ds.users["user_id"].to_numpy().astype(str),
                                                                  ds.item_ids().astype(str)))
-    seen_targets = []
+    seen_settings = []
 
-    def fake_train(split, target_fn, **kw):
-        seen_targets.append(target_fn())
+    def fake_train(split, settings, **kw):
+        seen_settings.append(settings)
         recs = [{"epoch": e, "epoch_s": 5.0, "eval_s": 1.0, "elapsed_s": 6.0 * e,
                  "valid": {"ndcg@10": v, "recall@10": 2 * v, "ndcg@5": v / 2}} for e, v in ((1, 0.02), (2, 0.031))]
         return recs, [7.0, 14.0], [6.5, 13.0], type("M", (), {"module": None})()
 
-    monkeypatch.setattr(vs_recbole, "train_until", fake_train)
+    monkeypatch.setattr(vs_recbole, "train_ours", fake_train)
     log = tmp_path / "recbole.json"
-    log.write_text(json.dumps(_log([0.02, 0.03])))
+    rlog = _log([0.02, 0.03])
+    rlog["test"] = {"epoch": 2, "ndcg@10": 0.028, "recall@10": 0.05}
+    log.write_text(json.dumps(rlog))
     assert vs_recbole.main(["--recbole-log", str(log), "--recbole-split", str(tmp_path / "none.json"),
-                            "--recbole-cpu-samples", str(tmp_path / "none.txt"), "--no-record"]) == 0
+                            "--recbole-cpu-samples", str(tmp_path / "none.txt"), "--no-record",
+                            "--recipe", "shared", "--set", "lr=0.003", "--set", "epochs=2"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert seen_targets == [(0.03, True)]
+    assert seen_settings[0]["lr"] == 0.003 and seen_settings[0]["epochs"] == 2 and seen_settings[0]["inner"] == 256
     ex = out["extra"]
     assert ex["target_valid_ndcg10"] == 0.03 and ex["recbole_time_to_target_s"] == 200.0
     assert ex["ours_epochs_to_target"] == 2 and ex["ours_time_to_target_s"] == 12.0
     assert ex["speedup"] == pytest.approx(16.67) and ex["speedup_train_only"] == pytest.approx(198 / 10, abs=0.01)
     assert ex["ours_cpu_to_target_s"] == 13.0 and ex["speedup_cpu"] is None  # no RecBole CPU figure given
+    assert ex["recbole_test_ndcg10"] == 0.028 and ex["ours_test_ndcg10"] is None  # the fake model has no weights
     assert out["metrics"]["ndcg@10"] == 0.031 and out["settings"]["exclude_history"] is False
+    assert out["settings"]["ours"]["lr"] == 0.003
+
+
+def test_unknown_recipe_and_bad_override_are_refused():
+    with pytest.raises(SystemExit, match="--recipe"):
+        vs_recbole.ours_settings("fastest")
+    with pytest.raises(SystemExit, match="key=value"):
+        vs_recbole.ours_settings("fast", ["lr"])
+    assert vs_recbole.ours_settings("fast", ["length_pool=0"])["length_pool"] == 0

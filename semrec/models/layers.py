@@ -33,10 +33,20 @@ def padded_tokens(seqs: Sequences, max_len: int, left: bool = True) -> np.ndarra
     return seqs.to_padded(width, pad=-1, left=left) + 1
 
 
-def epoch_rows(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """A random permutation of `n` rows cut into batches (the last one may be smaller)."""
+def epoch_rows(n: int, batch_size: int, rng: np.random.Generator, lengths: np.ndarray | None = None,
+               pool: int = 0) -> list[np.ndarray]:
+    """A random permutation of `n` rows cut into batches (the last one may be smaller).
+
+    With `lengths` and `pool` > 0, rows are sorted by length inside random pools of `pool` batches and the
+    batches are shuffled, so a batch's rows have similar lengths and little padding (batch width = its longest
+    row); without them the draws are exactly the plain permutation's."""
     order = rng.permutation(n)
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    if lengths is None or pool <= 0:
+        return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    step = batch_size * pool
+    order = np.concatenate([c[np.argsort(lengths[c], kind="stable")] for c in np.split(order, range(step, n, step))])
+    batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def next_item_pairs(seqs: Sequences, max_len: int, left: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -47,6 +57,21 @@ def next_item_pairs(seqs: Sequences, max_len: int, left: bool = True) -> tuple[n
     tokens = seqs.to_padded(width, pad=-1, left=left) + 1
     inputs, targets = tokens[:, :-1], tokens[:, 1:]
     return inputs, np.where(inputs == PAD, PAD, targets)
+
+
+def prefix_rows(seqs: Sequences, width: int) -> Sequences:
+    """Every prefix of length >= 2 of every sequence, each cut to its last `width` items: the one-row-per-
+    (history, next item) expansion RecBole trains on (sum of (length - 1) rows), built without Python loops."""
+    lengths = seqs.lengths
+    n_pref = np.maximum(lengths - 1, 0)
+    seq_start = np.repeat(seqs.offsets[:-1], n_pref)
+    ends = seq_start + 2 + (np.arange(int(n_pref.sum())) - np.repeat(np.cumsum(n_pref) - n_pref, n_pref))
+    starts = np.maximum(seq_start, ends - width)
+    out_len = ends - starts
+    offsets = np.zeros(len(ends) + 1, dtype=np.int64)
+    np.cumsum(out_len, out=offsets[1:])
+    idx = np.repeat(starts - offsets[:-1], out_len) + np.arange(offsets[-1])
+    return Sequences(offsets, seqs.items[idx])
 
 
 class MLP(nn.Module):
@@ -86,14 +111,19 @@ class SelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-LayerNorm Transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+    """Pre-LayerNorm Transformer block: x + attn(ln(x)), then x + mlp(ln(x)).
 
-    def __init__(self, hidden: int, n_heads: int, dropout: float, activation: str = "gelu"):
+    `inner`: feed-forward width; None keeps the historical default (4 x hidden for gelu, hidden for relu)."""
+
+    def __init__(self, hidden: int, n_heads: int, dropout: float, activation: str = "gelu",
+                 inner: int | None = None):
         super().__init__()
         self.ln1 = nn.LayerNorm(hidden)
         self.attn = SelfAttention(hidden, n_heads, dropout)
         self.ln2 = nn.LayerNorm(hidden)
-        self.mlp = MLP(hidden, 4 * hidden if activation == "gelu" else hidden, dropout, activation)
+        if inner is None:
+            inner = 4 * hidden if activation == "gelu" else hidden
+        self.mlp = MLP(hidden, inner, dropout, activation)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.ln1(x), mask)
@@ -140,21 +170,69 @@ def sample_negatives(rng: np.random.Generator, shape: tuple[int, ...], n_items: 
     return neg
 
 
+class _ChunkedSoftmaxCE(torch.autograd.Function):
+    """Full-softmax cross-entropy whose gradients are computed in the forward pass, `chunk` rows at a time.
+
+    Same loss as `F.cross_entropy(h @ W.T, t)`; the (rows x items) logits never exist whole (a chunk of them
+    stays in cache), and nothing but the two gradients is kept for backward, so the big allocations,
+    log-softmax backward and their memory traffic are skipped."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
+        w = table[1:]
+        n = len(h)
+        total = torch.zeros((), dtype=torch.float64, device=h.device)
+        need = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        grad_h = torch.empty_like(h) if need else None
+        grad_w = torch.zeros_like(table) if need else None
+        for s in range(0, n, chunk):
+            hc, tc = h[s:s + chunk], targets[s:s + chunk] - 1
+            logits = hc @ w.T
+            rows = torch.arange(len(hc), device=h.device)
+            picked = logits[rows, tc]
+            top = logits.amax(1, keepdim=True)
+            probs = logits.sub_(top).exp_()
+            norm = probs.sum(1, keepdim=True)
+            total += (norm.log().squeeze(1) + top.squeeze(1) - picked).sum(dtype=torch.float64)
+            if need:
+                probs.div_(norm)
+                probs[rows, tc] -= 1.0
+                grad_h[s:s + chunk] = probs @ w
+                grad_w[1:].addmm_(probs.T, hc)
+        ctx.save_for_backward(grad_h, grad_w)
+        return (total / max(n, 1)).to(h.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        grad_h, grad_w = ctx.saved_tensors
+        scale = grad_out / max(len(grad_h), 1)
+        return grad_h * scale, grad_w * scale, None, None
+
+
+def softmax_ce(h: torch.Tensor, item_table: torch.Tensor, targets: torch.Tensor, chunk: int = 0) -> torch.Tensor:
+    """Mean full-softmax cross-entropy of `h` (P, d) against all items of `item_table` (row 0 = padding) for
+    target tokens `targets` (P,); `chunk` > 0 computes it `chunk` rows at a time with fused gradients."""
+    if chunk > 0:
+        return _ChunkedSoftmaxCE.apply(h, item_table, targets, chunk)
+    return F.cross_entropy(h @ item_table[1:].T, targets - 1)
+
+
 def next_item_loss(hidden: torch.Tensor, targets: torch.Tensor, item_table: torch.Tensor, loss: str,
-                   negatives: torch.Tensor | None = None) -> torch.Tensor:
+                   negatives: torch.Tensor | None = None, ce_chunk: int = 0) -> torch.Tensor:
     """Mean next-item loss over all non-padded positions.
 
     hidden (B, L, d) sequence outputs; targets (B, L) tokens (0 = no target); item_table (n_items + 1, d)
     with row 0 = padding. `ce`: softmax over all items. `bce`: `negatives` (B, L) holds one sampled item
     per position; binary cross-entropy on the positive and the negative (Kang & McAuley).
     `sampled-softmax`: `negatives` (N,) are shared by the whole batch; softmax over the positive and
-    them, with accidental hits (negative == positive) masked out.
+    them, with accidental hits (negative == positive) masked out. `ce_chunk` > 0: `ce` via `softmax_ce`'s
+    chunked, fused-gradient path (same loss, less memory traffic).
     """
     valid = targets != PAD
     h = hidden[valid]  # (P, d): only real positions pay for the output layer
     pos = targets[valid]
     if loss == "ce":
-        return F.cross_entropy(h @ item_table[1:].T, pos - 1)
+        return softmax_ce(h, item_table, pos, ce_chunk)
     if negatives is None:
         raise ConfigError(f"loss={loss!r} needs sampled negatives in the batch")
     if loss == "bce":
@@ -177,4 +255,5 @@ def positions(width: int, max_len: int, device: torch.device | str) -> torch.Ten
 
 
 __all__ = ["LOSSES", "PAD", "Block", "MLP", "SelfAttention", "attention_mask", "check_items", "epoch_rows",
-           "init_weights", "next_item_loss", "next_item_pairs", "padded_tokens", "positions", "sample_negatives"]
+           "init_weights", "next_item_loss", "next_item_pairs", "padded_tokens", "positions", "prefix_rows",
+           "sample_negatives", "softmax_ce"]

@@ -21,7 +21,8 @@ from semrec.data.sequences import Sequences
 from semrec.errors import ConfigError
 from semrec.models.base import TorchRecommender, register
 from semrec.models.layers import (LOSSES, PAD, Block, attention_mask, check_items, epoch_rows, init_weights,
-                                  next_item_loss, next_item_pairs, padded_tokens, positions, sample_negatives)
+                                  next_item_loss, next_item_pairs, padded_tokens, positions, prefix_rows,
+                                  sample_negatives)
 from semrec.training.config import TrainConfig
 
 
@@ -37,6 +38,13 @@ class SASRecConfig:
     dropout: float = 0.5
     loss: str = "bce"  # bce (published) | sampled-softmax | ce
     n_negatives: int = 256  # sampled-softmax only: uniform negatives shared by a batch
+    inner: int | None = None  # feed-forward width; None = hidden (the published SASRec; RecBole uses 4 x hidden)
+    ce_chunk: int = 0  # ce only: > 0 = full softmax CE computed this many rows at a time with fused gradients
+    #                   (the same loss; the logits of a whole batch are never materialised)
+    train_rows: str = "sequence"  # sequence: one row per user, every position predicts the next item |
+    #                               prefix: one row per (prefix, next item), loss on its last position (RecBole)
+    length_pool: int = 0  # 0 = uniformly random batches; N = rows of similar length share a batch, sorted
+    #                       within random pools of N batches (less padding per epoch, same rows)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=200, batch_size=128, lr=1e-3,
                                                                    patience=20))
 
@@ -45,6 +53,12 @@ class SASRecConfig:
             raise ConfigError(f"sasrec: loss={self.loss!r} is not one of {', '.join(LOSSES)}")
         if self.max_len < 1 or self.hidden < 1 or self.n_layers < 0 or self.n_negatives < 1:
             raise ConfigError("sasrec: max_len, hidden and n_negatives must be >= 1, n_layers >= 0")
+        if self.train_rows not in ("sequence", "prefix"):
+            raise ConfigError(f"sasrec: train_rows={self.train_rows!r}; choose sequence or prefix")
+        if self.ce_chunk < 0 or self.length_pool < 0:
+            raise ConfigError("sasrec: ce_chunk and length_pool must be >= 0 (0 = off)")
+        if self.inner is not None and self.inner < 1:
+            raise ConfigError(f"sasrec: inner (feed-forward width) must be >= 1 or null, got {self.inner}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"sasrec: dropout must be in [0, 1), got {self.dropout}")
 
@@ -58,7 +72,7 @@ class SASRecModule(nn.Module):
         self.item_emb = nn.Embedding(n_items + 1, cfg.hidden, padding_idx=PAD)
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg.hidden, cfg.n_heads, cfg.dropout, activation="relu")
+        self.blocks = nn.ModuleList(Block(cfg.hidden, cfg.n_heads, cfg.dropout, activation="relu", inner=cfg.inner)
                                     for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.hidden)
         init_weights(self)
@@ -91,10 +105,13 @@ class SASRec(TorchRecommender):
         return SASRecModule(self.n_items, self.config)
 
     def _trainable(self, train: Sequences) -> Sequences:
-        return train.select(np.flatnonzero(train.lengths >= 2))
+        seqs = train.select(np.flatnonzero(train.lengths >= 2))
+        return prefix_rows(seqs, self.config.max_len + 1) if self.config.train_rows == "prefix" else seqs
 
     def num_batches(self, train: Sequences, batch_size: int) -> int:
-        return math.ceil(int((train.lengths >= 2).sum()) / batch_size)
+        long = train.lengths >= 2
+        rows = int((train.lengths[long] - 1).sum()) if self.config.train_rows == "prefix" else int(long.sum())
+        return math.ceil(rows / batch_size)
 
     def batches(self, train: Sequences, batch_size: int, rng: np.random.Generator
                 ) -> Iterator[dict[str, torch.Tensor]]:
@@ -102,8 +119,10 @@ class SASRec(TorchRecommender):
         check_items(train, self.n_items)
         seqs = self._trainable(train)
         cfg = self.config
-        for rows in epoch_rows(len(seqs), batch_size, rng):
+        for rows in epoch_rows(len(seqs), batch_size, rng, seqs.lengths, cfg.length_pool):
             inputs, targets = next_item_pairs(seqs.select(rows), cfg.max_len)
+            if cfg.train_rows == "prefix":
+                targets[:, :-1] = PAD
             batch = {"inputs": torch.from_numpy(inputs), "targets": torch.from_numpy(targets)}
             if cfg.loss == "bce":
                 seen = np.concatenate([inputs, targets[:, -1:]], axis=1)
@@ -118,7 +137,7 @@ class SASRec(TorchRecommender):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         hidden = self.module(batch["inputs"])
         return next_item_loss(hidden, batch["targets"], self.module.item_emb.weight, self.config.loss,
-                              batch.get("negatives"))
+                              batch.get("negatives"), ce_chunk=self.config.ce_chunk)
 
     dot_product = True  # score = embed_users(h) @ item_embeddings().T
 
