@@ -106,3 +106,20 @@ def test_chunked_softmax_ce_equals_cross_entropy_and_its_gradients(chunk):
     for a, b in zip(grads[0], grads[1]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert float(grads[1][2][0].abs().sum()) == 0.0  # the padding row gets no gradient
+
+
+def test_bf16_chunked_ce_is_close_to_float32():
+    torch.manual_seed(1)
+    h = torch.randn(50, 16, requires_grad=True)
+    table = (0.3 * torch.randn(101, 16)).requires_grad_()
+    targets = torch.randint(1, 101, (50,))
+    out = []
+    for dtype in (None, torch.bfloat16):
+        h.grad = table.grad = None
+        loss = softmax_ce(h, table, targets, chunk=16, dtype=dtype)
+        loss.backward()
+        out.append((loss.detach(), h.grad.clone(), table.grad.clone()))
+    assert out[1][0].dtype == torch.float32
+    torch.testing.assert_close(out[1][0], out[0][0], rtol=1e-2, atol=1e-2)
+    for a, b in zip(out[0][1:], out[1][1:]):
+        assert float((a - b).norm() / a.norm()) < 0.02

@@ -178,8 +178,11 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
     log-softmax backward and their memory traffic are skipped."""
 
     @staticmethod
-    def forward(ctx, h: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:
+    def forward(ctx, h: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, chunk: int,
+                dtype: torch.dtype | None = None) -> torch.Tensor:
         w = table[1:]
+        low = dtype is not None and dtype != h.dtype  # e.g. bf16 matmuls, softmax and sums in float32
+        w_mm = w.detach().to(dtype) if low else w
         n = len(h)
         total = torch.zeros((), dtype=torch.float64, device=h.device)
         need = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
@@ -187,7 +190,8 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
         grad_w = torch.zeros_like(table) if need else None
         for s in range(0, n, chunk):
             hc, tc = h[s:s + chunk], targets[s:s + chunk] - 1
-            logits = hc @ w.T
+            hc_mm = hc.detach().to(dtype) if low else hc
+            logits = (hc_mm @ w_mm.T).float() if low else hc @ w.T
             rows = torch.arange(len(hc), device=h.device)
             picked = logits[rows, tc]
             top = logits.amax(1, keepdim=True)
@@ -197,8 +201,13 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
             if need:
                 probs.div_(norm)
                 probs[rows, tc] -= 1.0
-                grad_h[s:s + chunk] = probs @ w
-                grad_w[1:].addmm_(probs.T, hc)
+                if low:
+                    p_mm = probs.to(dtype)
+                    grad_h[s:s + chunk] = p_mm @ w_mm
+                    grad_w[1:] += p_mm.T @ hc_mm
+                else:
+                    grad_h[s:s + chunk] = probs @ w
+                    grad_w[1:].addmm_(probs.T, hc)
         ctx.save_for_backward(grad_h, grad_w)
         return (total / max(n, 1)).to(h.dtype)
 
@@ -206,19 +215,22 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):
         grad_h, grad_w = ctx.saved_tensors
         scale = grad_out / max(len(grad_h), 1)
-        return grad_h * scale, grad_w * scale, None, None
+        return grad_h * scale, grad_w * scale, None, None, None
 
 
-def softmax_ce(h: torch.Tensor, item_table: torch.Tensor, targets: torch.Tensor, chunk: int = 0) -> torch.Tensor:
+def softmax_ce(h: torch.Tensor, item_table: torch.Tensor, targets: torch.Tensor, chunk: int = 0,
+               dtype: torch.dtype | None = None) -> torch.Tensor:
     """Mean full-softmax cross-entropy of `h` (P, d) against all items of `item_table` (row 0 = padding) for
-    target tokens `targets` (P,); `chunk` > 0 computes it `chunk` rows at a time with fused gradients."""
+    target tokens `targets` (P,); `chunk` > 0 computes it `chunk` rows at a time with fused gradients, its
+    matmuls in `dtype` when given (e.g. torch.bfloat16; softmax and sums stay float32)."""
     if chunk > 0:
-        return _ChunkedSoftmaxCE.apply(h, item_table, targets, chunk)
+        return _ChunkedSoftmaxCE.apply(h, item_table, targets, chunk, dtype)
     return F.cross_entropy(h @ item_table[1:].T, targets - 1)
 
 
 def next_item_loss(hidden: torch.Tensor, targets: torch.Tensor, item_table: torch.Tensor, loss: str,
-                   negatives: torch.Tensor | None = None, ce_chunk: int = 0) -> torch.Tensor:
+                   negatives: torch.Tensor | None = None, ce_chunk: int = 0,
+                   ce_dtype: torch.dtype | None = None) -> torch.Tensor:
     """Mean next-item loss over all non-padded positions.
 
     hidden (B, L, d) sequence outputs; targets (B, L) tokens (0 = no target); item_table (n_items + 1, d)
@@ -232,7 +244,7 @@ def next_item_loss(hidden: torch.Tensor, targets: torch.Tensor, item_table: torc
     h = hidden[valid]  # (P, d): only real positions pay for the output layer
     pos = targets[valid]
     if loss == "ce":
-        return softmax_ce(h, item_table, pos, ce_chunk)
+        return softmax_ce(h, item_table, pos, ce_chunk, ce_dtype)
     if negatives is None:
         raise ConfigError(f"loss={loss!r} needs sampled negatives in the batch")
     if loss == "bce":

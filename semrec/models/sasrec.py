@@ -41,6 +41,8 @@ class SASRecConfig:
     inner: int | None = None  # feed-forward width; None = hidden (the published SASRec; RecBole uses 4 x hidden)
     ce_chunk: int = 0  # ce only: > 0 = full softmax CE computed this many rows at a time with fused gradients
     #                   (the same loss; the logits of a whole batch are never materialised)
+    precision: str = "fp32"  # fp32 | bf16: training forward under bf16 autocast and (with ce_chunk) bf16 CE
+    #                           matmuls; scoring is always float32
     train_rows: str = "sequence"  # sequence: one row per user, every position predicts the next item |
     #                               prefix: one row per (prefix, next item), loss on its last position (RecBole)
     length_pool: int = 0  # 0 = uniformly random batches; N = rows of similar length share a batch, sorted
@@ -53,6 +55,8 @@ class SASRecConfig:
             raise ConfigError(f"sasrec: loss={self.loss!r} is not one of {', '.join(LOSSES)}")
         if self.max_len < 1 or self.hidden < 1 or self.n_layers < 0 or self.n_negatives < 1:
             raise ConfigError("sasrec: max_len, hidden and n_negatives must be >= 1, n_layers >= 0")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError(f"sasrec: precision={self.precision!r}; choose fp32 or bf16")
         if self.train_rows not in ("sequence", "prefix"):
             raise ConfigError(f"sasrec: train_rows={self.train_rows!r}; choose sequence or prefix")
         if self.ce_chunk < 0 or self.length_pool < 0:
@@ -135,9 +139,12 @@ class SASRec(TorchRecommender):
         return frozenset({"negatives"}) if self.config.loss == "sampled-softmax" else frozenset()
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        hidden = self.module(batch["inputs"])
-        return next_item_loss(hidden, batch["targets"], self.module.item_emb.weight, self.config.loss,
-                              batch.get("negatives"), ce_chunk=self.config.ce_chunk)
+        bf16 = self.config.precision == "bf16"
+        with torch.autocast(batch["inputs"].device.type, dtype=torch.bfloat16, enabled=bf16):
+            hidden = self.module(batch["inputs"])
+        return next_item_loss(hidden.float(), batch["targets"], self.module.item_emb.weight, self.config.loss,
+                              batch.get("negatives"), ce_chunk=self.config.ce_chunk,
+                              ce_dtype=torch.bfloat16 if bf16 else None)
 
     dot_product = True  # score = embed_users(h) @ item_embeddings().T
 
