@@ -65,6 +65,7 @@ class TextSeqConfig:
     max_len: int = 50
     dropout: float = 0.3
     activation: str = "gelu"  # gelu: 4x-wide feed-forward; relu: SASRec's block (feed-forward as wide as hidden)
+    inner: int | None = None  # feed-forward width; None: 4 x hidden for gelu, hidden for relu
     n_experts: int = 8
     adapter_dropout: float = 0.2
     id_dropout: float = 0.0  # text+id: share of items whose ID vector is hidden per training step, so text alone
@@ -125,7 +126,7 @@ class TextSeqNet(nn.Module):
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
         self.ln_in = nn.LayerNorm(cfg.hidden)
         self.drop = nn.Dropout(cfg.dropout)
-        self.blocks = nn.ModuleList(Block(cfg.hidden, cfg.n_heads, cfg.dropout, cfg.activation)
+        self.blocks = nn.ModuleList(Block(cfg.hidden, cfg.n_heads, cfg.dropout, cfg.activation, cfg.inner)
                                     for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.hidden)
         self.cat_head = nn.Linear(cfg.hidden, n_categories) if n_categories else None
@@ -175,8 +176,8 @@ class TextSeqNet(nn.Module):
 
     def similarity(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Logits: cosine / temperature (UniSRec), or the dot product when temperature is 0."""
-        if self.cfg.temperature:
-            return F.normalize(users, dim=-1) @ F.normalize(items, dim=-1).T / self.cfg.temperature
+        if self.cfg.temperature:  # 1/temperature on the (P, d) side: one pass less over the (P, n_items) logits
+            return (F.normalize(users, dim=-1) / self.cfg.temperature) @ F.normalize(items, dim=-1).T
         return users @ items.T
 
 
@@ -317,10 +318,11 @@ class TextSeq(TorchRecommender):
             hidden = net(inputs, _pad_row(items))
             valid = targets != PAD
             h, pos = hidden[valid], targets[valid] - 1
-            logits = net.similarity(h, items)
-            if not cfg.unseen_negatives:
-                logits = logits.masked_fill(net.seen == 0, -math.inf)
-            loss = F.cross_entropy(logits, pos)
+            cand = None if cfg.unseen_negatives else self._candidates()
+            if cand is None:
+                loss = F.cross_entropy(net.similarity(h, items), pos)
+            else:  # items never seen in training are no candidates: they can never be a target
+                loss = F.cross_entropy(net.similarity(h, items[cand[0]]), cand[1][pos])
         else:  # candidates: this batch's items (+ shared random negatives); only they pass through the adapter
             pool = [inputs.flatten(), targets.flatten(), inputs.new_zeros(1)]
             pool += [batch["negatives"]] if "negatives" in batch else []
@@ -350,6 +352,16 @@ class TextSeq(TorchRecommender):
             if (cat >= 0).any():
                 loss = loss + cfg.category_weight * F.cross_entropy(net.cat_head(h), cat, ignore_index=-1)
         return loss
+
+    def _candidates(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(items seen in training, item -> their column) for the training softmax; None when all items were seen."""
+        seen = self.module.seen > 0
+        if bool(seen.all()):
+            return None
+        cand = torch.nonzero(seen).squeeze(1)
+        column = torch.full((len(seen),), -1, dtype=torch.long, device=seen.device)
+        column[cand] = torch.arange(len(cand), device=seen.device)
+        return cand, column
 
     def _tuned_text(self, items: torch.Tensor) -> torch.Tensor:
         """The text table with `items` re-encoded through the tuned layers (with gradient); the rest cached."""
