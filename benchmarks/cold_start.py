@@ -76,7 +76,7 @@ def text_seq_rows(args, ds, split, cold_rows: np.ndarray, is_cold: np.ndarray, c
     for variant in args.variants:
         t0 = time.perf_counter()
         model = get_model_class("text-seq")(ds.n_items, vectors=vectors, item_repr=variant, progress=False,
-                                            epochs=args.epochs, max_train_seconds=args.max_train_minutes * 60,
+                                            epochs=args.epochs, max_train_seconds=args.max_train_minutes * 60 or None,
                                             lr_schedule="cosine", num_threads=args.threads, **parse_sets(args.set))
         model.fit(split.train, split.valid)
         train_s = time.perf_counter() - t0
