@@ -40,6 +40,16 @@ def test_rebuilds_capped_sequences_and_names_items(tmp_path):
     assert ds.meta["source_format"] == "unisrec"
 
 
+def test_text_is_cleaned_like_every_other_reader(tmp_path):
+    _release(tmp_path / "r")
+    text = tmp_path / "r" / "X.text"
+    text.write_text(text.read_text().replace("Item number 2. Brand 0.", "Tom &amp; Jerry&#39;s kit").replace(
+        "Item number 5. Brand 1.", "NaN"))
+    ds = read_unisrec(tmp_path / "r")
+    assert ds.items["text"][2] == "Tom & Jerry's kit"  # HTML entities decoded (readers.common.build_dataset)
+    assert ds.items["text"][5] is None  # 'NaN' is no text
+
+
 def test_without_train_file_uses_valid_history(tmp_path):
     _release(tmp_path / "r", cap=50, with_train=False, text=False)
     ds = read_unisrec(tmp_path / "r" / "X.test.inter")

@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from semrec.data.dataset import Dataset
-from semrec.data.readers.common import check_policy, reader_meta
+from semrec.data.readers.common import build_dataset, check_policy, reader_meta
 from semrec.data.readers.recbole import read_atomic
 from semrec.errors import DataError
 
@@ -154,4 +154,6 @@ def read_unisrec(path: str | Path, *, name: str | None = None, on_bad_rows: str 
     options: dict[str, Any] = {"on_bad_rows": on_bad_rows, "parts": [p for p, f in files.items() if f.exists()]}
     meta = reader_meta("unisrec", [f for f in files.values() if f.exists()] + sources, options, 0, "order",
                        given_split="leave-one-out (the valid/test rows are each user's last two items)")
-    return Dataset.build(inter, items, name=name or stem, text_fields=text_fields, meta=meta, users=users)
+    return build_dataset(inter, items, path=files["test"], expected="UniSRec/RecBole sequential rows (user_id, "
+                         "item_id_list, item_id)", n_bad=0, users=users, name=name or stem, text_fields=text_fields,
+                         meta=meta)
