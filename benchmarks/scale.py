@@ -55,7 +55,7 @@ def label(n: int) -> str:
     return f"{n // 1_000_000}m" if n >= 1_000_000 and n % 1_000_000 == 0 else f"{n // 1000}k"
 
 
-def vectors(n: int, seed: int = 0, dim: int = DIM, chunk: int = 65536) -> np.ndarray:
+def vectors(n: int, seed: int = 0, dim: int = DIM, chunk: int = 8192) -> np.ndarray:
     """n x dim float32 item vectors from 1,000 Gaussian clusters, filled in chunks (no float64 temporary)."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((1000, dim), dtype=np.float32)

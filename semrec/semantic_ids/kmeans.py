@@ -89,7 +89,7 @@ def _shortlist(d: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 def capacitated_assign(dist: np.ndarray | CentroidDistances, capacity: np.ndarray | int,
                        groups: np.ndarray | None = None, n_groups: int | None = None, candidates: int = 8,
-                       chunk: int = 16384) -> np.ndarray:
+                       chunk: int = 4096) -> np.ndarray:
     """Assign each row to a column so no (group, column) bin exceeds its capacity; near-greedy by distance.
 
     Rounds of proposals: every unassigned row proposes its nearest non-full bin, each bin keeps its
@@ -145,11 +145,14 @@ def capacitated_assign(dist: np.ndarray | CentroidDistances, capacity: np.ndarra
             break
         # next proposals from the shortlists (sorted, so the first open entry is the lowest-index nearest);
         # a proposal is exact when it is strictly closer than every bin left off the list
-        c = cand[todo]
-        v = np.where(flat[groups[todo, None] * k + c] > 0, cand_d[todo], np.inf)
-        first = v.argmin(1)
-        pd = v[np.arange(len(todo)), first]
-        prop = c[np.arange(len(todo)), first].astype(np.int64)
+        prop, pd = np.empty(len(todo), np.int64), np.empty(len(todo), np.float64)
+        for s in range(0, len(todo), chunk):
+            t = todo[s:s + chunk]
+            c = cand[t]
+            v = np.where(flat[groups[t, None] * k + c] > 0, cand_d[t], np.inf)
+            first = v.argmin(1)
+            pd[s:s + chunk] = v[np.arange(len(t)), first]
+            prop[s:s + chunk] = c[np.arange(len(t)), first]
         stale = ~(pd < bound[todo])
         if stale.any():
             prop[stale], pd[stale] = relist(todo[stale])
@@ -162,9 +165,9 @@ def _update(sample: torch.Tensor, c: torch.Tensor, a: torch.Tensor) -> torch.Ten
     counts = torch.bincount(a, minlength=k).to(sample.dtype)
     new = torch.zeros_like(c).index_add_(0, a, sample) / counts.clamp_min(1)[:, None]
     empty = counts == 0
-    if empty.any():
-        far = torch.topk(((sample - c[a]) ** 2).sum(1), int(empty.sum())).indices
-        new[empty] = sample[far]
+    if empty.any():  # distances to the assigned centroids in row chunks: no (n, d) temporaries
+        d = torch.cat([((sample[s:s + 16384] - c[a[s:s + 16384]]) ** 2).sum(1) for s in range(0, len(a), 16384)])
+        new[empty] = sample[torch.topk(d, int(empty.sum())).indices]
     return new
 
 
@@ -209,7 +212,7 @@ def kmeans(x: torch.Tensor, k: int, n_iter: int = 20, seed: int = 0, max_points_
         return c, nearest(x, c, chunk)[0]
     cap = math.ceil(len(sample) / k * (1.0 + balance_slack))
     for _ in range(balanced_iters):
-        a = torch.from_numpy(capacitated_assign(CentroidDistances(sample, c), cap, chunk=chunk)).to(x.device)
+        a = torch.from_numpy(capacitated_assign(CentroidDistances(sample, c), cap)).to(x.device)
         c = _update(sample, c, a)
     cap_all = math.ceil(n / k * (1.0 + balance_slack))
-    return c, torch.from_numpy(capacitated_assign(CentroidDistances(x, c), cap_all, chunk=chunk)).to(x.device)
+    return c, torch.from_numpy(capacitated_assign(CentroidDistances(x, c), cap_all)).to(x.device)
