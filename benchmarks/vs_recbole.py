@@ -230,6 +230,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one of our settings (repeatable), e.g. --set lr=3e-3 --set epochs=8")
     p.add_argument("--tune", metavar="LABEL", help="train ours alone and record the run under vs_recbole_tuning/")
+    p.add_argument("--save-ours", type=Path, default=None,
+                   help="write ours' per-epoch records, CPU/wall clocks and test metrics here")
+    p.add_argument("--from-ours", type=Path, default=None,
+                   help="rebuild the report from a --save-ours file instead of training (e.g. once RecBole's run "
+                        "has finished); the recipe, overrides and seed are the saved run's")
     p.add_argument("--max-wait-s", type=float, default=3 * 3600.0,
                    help="how long to wait, after ours finished, for RecBole's run to finish")
     p.add_argument("--threads", type=int, default=None, help="torch threads (use RecBole's: its log says)")
@@ -253,10 +258,28 @@ def main(argv: list[str] | None = None) -> int:
 
     load_start = [round(x, 2) for x in os.getloadavg()]
     commit_at_start = git_commit()  # the code that trained (others may commit while this runs)
-    records, walls, cpus, model = train_ours(split, settings, threads=args.threads, seed=args.seed,
-                                             device=args.device, log=WORK / "vs_recbole" / "ours.jsonl")
-    load_end = [round(x, 2) for x in os.getloadavg()]
-    test = evaluate_test(model, split)
+    if args.from_ours:  # report again from a saved run of ours, e.g. once RecBole's run has finished
+        if not args.from_ours.exists():
+            raise SystemExit(f"--from-ours {args.from_ours}: not found (fix: a file written by --save-ours)")
+        saved = json.loads(args.from_ours.read_text())
+        records, walls, cpus, test = saved["records"], saved["walls"], saved["cpus"], saved["test"]
+        settings, load_start, load_end = saved["settings"], saved["loadavg_start"], saved["loadavg_end"]
+        commit_at_start, ffn_inner, model = saved["commit"], saved["ffn_inner"], None
+        args.recipe, args.set, args.seed = saved["recipe"], saved["overrides"], saved["seed"]
+    else:
+        records, walls, cpus, model = train_ours(split, settings, threads=args.threads, seed=args.seed,
+                                                 device=args.device, log=WORK / "vs_recbole" / "ours.jsonl")
+        load_end = [round(x, 2) for x in os.getloadavg()]
+        test = evaluate_test(model, split)
+        blocks = getattr(model.module, "blocks", [])
+        ffn_inner = blocks[0].mlp.fc.out_features if len(blocks) and hasattr(blocks[0], "mlp") else None
+        if args.save_ours:
+            args.save_ours.parent.mkdir(parents=True, exist_ok=True)
+            args.save_ours.write_text(json.dumps(
+                {"records": records, "walls": walls, "cpus": cpus, "test": test, "settings": settings,
+                 "loadavg_start": load_start, "loadavg_end": load_end, "commit": commit_at_start,
+                 "ffn_inner": ffn_inner, "recipe": args.recipe, "overrides": args.set, "seed": args.seed,
+                 "selection": selection_of(getattr(model, "history", None), METRIC)}, default=float))
     if args.target is None:
         wait_for_recbole(args.recbole_log, args.max_wait_s)
     if not args.recbole_log.exists():
@@ -311,8 +334,7 @@ def main(argv: list[str] | None = None) -> int:
                            for r, w, c in zip(records, walls, cpus)],
         "commit_at_start": commit_at_start, "recbole_version": rlog.get("recbole"), "recbole_torch": rlog.get("torch"),
     }
-    blocks = getattr(model.module, "blocks", [])
-    extra["ours_ffn_inner"] = blocks[0].mlp.fc.out_features if len(blocks) and hasattr(blocks[0], "mlp") else None
+    extra["ours_ffn_inner"] = ffn_inner
     settings_out = {"protocol": "leave-one-out, full ranking over all items, one target per user, validation split",
                     "exclude_history": False, "max_len": OURS["max_len"], "ours": {**settings, "seed": args.seed},
                     "recbole": rlog.get("settings"), "n_users": len(split.train), "n_items": split.n_items,
@@ -321,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     metrics = {k: v for k, v in best["valid"].items() if k.startswith(("recall@", "ndcg@", "mrr"))}
     timing = {"wall_s": round(walls[-1], 1), "train_s": round(float(sum(r["epoch_s"] for r in records)), 1),
               "epoch_s": round(ours_epoch_s, 1), "eval_s": round(float(sum(r.get("eval_s", 0) for r in records)), 1)}
-    selection = selection_of(getattr(model, "history", None), METRIC)
+    selection = (selection_of(getattr(model, "history", None), METRIC) if model is not None
+                 else saved.get("selection", {}))
     if args.no_record:
         print(json.dumps({"metrics": metrics, "timing": timing, "settings": settings_out, "extra": extra,
                           "selection": selection}, indent=1, default=str))

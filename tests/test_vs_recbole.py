@@ -122,3 +122,27 @@ def test_unknown_recipe_and_bad_override_are_refused():
     with pytest.raises(SystemExit, match="key=value"):
         vs_recbole.ours_settings("fast", ["lr"])
     assert vs_recbole.ours_settings("fast", ["length_pool=0"])["length_pool"] == 0
+
+
+def test_report_can_be_rebuilt_from_a_saved_run(tiny, tmp_path, monkeypatch, capsys):
+    ds = read_s3rec(tiny, name="tiny")
+    split = leave_one_out(ds)
+    monkeypatch.setattr(vs_recbole, "load_beauty", lambda root: (split, ds.users["user_id"].to_numpy().astype(str),
+                                                                 ds.item_ids().astype(str)))
+    recs = [{"epoch": 1, "epoch_s": 5.0, "eval_s": 1.0, "elapsed_s": 6.0,
+             "valid": {"ndcg@10": 0.04, "recall@10": 0.08}}]
+    saved = tmp_path / "ours.json"
+    saved.write_text(json.dumps({"records": recs, "walls": [7.0], "cpus": [6.0], "test": {"ndcg@10": 0.03},
+                                 "settings": {"lr": 0.003}, "loadavg_start": [1, 1, 1], "loadavg_end": [1, 1, 1],
+                                 "commit": "abc", "ffn_inner": 256, "recipe": "fast", "overrides": [], "seed": 0}))
+    monkeypatch.setattr(vs_recbole, "train_ours", lambda *a, **k: pytest.fail("must not train"))
+    log = tmp_path / "recbole.json"
+    rlog = _log([0.02, 0.03])
+    rlog["epochs"][1]["cum_cpu_s"] = 120.0
+    rlog["test"] = {"epoch": 2, "ndcg@10": 0.028, "recall@10": 0.05}
+    log.write_text(json.dumps(rlog))
+    assert vs_recbole.main(["--recbole-log", str(log), "--recbole-split", str(tmp_path / "none.json"),
+                            "--from-ours", str(saved), "--no-record"]) == 0
+    ex = json.loads(capsys.readouterr().out)["extra"]
+    assert ex["ours_cpu_to_target_s"] == 6.0 and ex["speedup_cpu"] == 20.0 and ex["test_ndcg10_not_worse"] is True
+    assert ex["ours_ffn_inner"] == 256
