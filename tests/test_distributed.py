@@ -69,9 +69,12 @@ def test_two_processes_reach_the_metrics_of_one(runs):
 
 def test_sharded_evaluation_equals_one_process(runs, tmp_path):
     _, two = runs  # its valid/test metrics were computed by 2 ranks, each scoring half of the users
-    semrec("evaluate", str(two), "--split", "test", "--overwrite")
+    semrec("evaluate", str(two), "--split", "test", "--overwrite", "--item-chunk", "37")
     single = json.loads((two / "eval" / "test" / "result.json").read_text())
     assert single["metrics"] == metrics(two)["test"]
+    semrec("evaluate", str(two), "--split", "valid", "--overwrite", "--nproc", "2")
+    sharded = json.loads((two / "eval" / "valid" / "result.json").read_text())
+    assert sharded["metrics"] == metrics(two)["valid"] and sharded["settings"]["world_size"] == 2
 
 
 def test_world_size_two_checkpoint_resumes_on_one_process(runs, data, tmp_path):

@@ -160,6 +160,10 @@ def register(app: typer.Typer) -> None:
         breakdown: bool = typer.Option(True, help="Also print breakdowns by target popularity and history length."),
         overwrite: Overwrite = False,
         threads: Threads = None,
+        item_chunk: Optional[int] = typer.Option(None, "--item-chunk", min=1, help="Items scored at once by "
+                                                 "dot-product models (default: batch x chunk <= 2^25 scores)."),
+        nproc: int = typer.Option(1, "--nproc", min=1, help="Score the users on N processes (torch.distributed); "
+                                  "the metrics are identical to one process's."),
     ) -> None:
         """Re-evaluate a run's model; saves RUN/eval/<split>[-exclude-history] and prints metrics with 95% CIs.
 
@@ -168,6 +172,7 @@ def register(app: typer.Typer) -> None:
         Example: semrec evaluate runs/beauty-itemknn --split test --exclude-history
         """
         from semrec.evaluation import evaluate as run_eval
+        from semrec.training.distributed import join, launch_local, rank_device
         from semrec.training.run import check_eval_target, check_run_dir, eval_name, load_run
 
         split_name = split.value if hasattr(split, "value") else split
@@ -175,10 +180,16 @@ def register(app: typer.Typer) -> None:
         check_device(device)
         target = check_run_dir(run) / "eval" / eval_name(split_name, exclude_history)
         check_eval_target(target, metric_ks, overwrite)
+        if nproc > 1:
+            raise typer.Exit(launch_local(nproc, sys.argv[1:]))
+        world = join(device)
         set_threads(threads)
-        model, sp, _ = load_run(run, device=device)
+        model, sp, _ = load_run(run, device=rank_device(device, world))
         res = run_eval(model, getattr(sp, split_name), ks=metric_ks, batch_size=batch_size,
-                       exclude_history=exclude_history, train=sp.train, progress=True, name=split_name)
+                       exclude_history=exclude_history, train=sp.train, progress=True, name=split_name,
+                       item_chunk=item_chunk, world=world)
+        if not world.is_main:
+            return
         res.save(target)
         table = Table(title=f"{model.name}: {split_name} ({len(res):,} rows, full ranking"
                             f"{', history excluded' if exclude_history else ''}, {res.settings['eval_s']:.2f}s)")
