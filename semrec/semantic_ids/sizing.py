@@ -2,7 +2,7 @@
 
 Measured with RQ-KMeans, 3 levels, on all-MiniLM-L6-v2 text vectors (benchmarks/forge.py --sweep): raw
 collisions FALL as the codebook grows (Scientific, 4,344 items: K=16 74%, 64 47%, 256 24%, 1024 12%;
-Beauty, 12,101 items: 82%, 37%, 16%), while the deeper levels collapse at every K (level-3 perplexity 12-80
+Beauty, 12,101 items: 82%, 37%, 16%), while the deeper levels collapse at every K (level-3 perplexity 12-100
 of K). Balanced k-means keeps every level at perplexity ~K and halves collisions (Scientific 3 x 256: 24% ->
 13%). So the default is the largest codebook the catalogue can fill (at least `MIN_ITEMS_PER_CODE` items per
 level-1 code, at most 256), and the warnings name balanced codes first.
@@ -31,8 +31,8 @@ def codebook_warnings(diag: dict[str, Any], balanced: bool = False) -> list[str]
     out = []
     n, sizes = diag["n_items"], diag["codebook_sizes"]
     fit = default_codebook_size(n)
-    cure = ("" if balanced else "--set balanced=true (every code capped: perplexity ~K, about half the "
-            "collisions) or ") + f"--codebook-size {fit}"
+    cure = ("--set balanced=true (every code capped: perplexity ~K, about half the collisions)" if not balanced
+            else "fewer --levels")
     if sizes and max(sizes) > max(fit, n / MIN_ITEMS_PER_CODE):
         out.append(f"codebook size {max(sizes)} is larger than {n:,} items can fill ({n / max(sizes):.1f} items per "
                    f"level-1 code, fewer than {MIN_ITEMS_PER_CODE}): level 1 becomes an item id and deeper levels "
