@@ -289,3 +289,21 @@ def test_serving_options_are_decoding_options_only(runs, tmp_path):
 
     with pytest.raises(ConfigError, match="not a serving option of sasrec"):
         Engine.from_run(runs[2], state_dir=tmp_path / "s", options=["beam=30"])
+
+
+def test_fast_path_answers_as_the_fastapi_route(client):
+    """POST /recommend with a JSON body skips FastAPI's routing (semrec.serving.asgi.FastPath); a `+json` media
+    type still goes through the FastAPI route. Both give the same answers and the same 422 details."""
+    c, _, ds = client
+    ids = ds.item_ids()
+    good = json.dumps({"history": [ids[3], ids[9], "ghost"], "k": 7, "exclude_seen": True}).encode()
+    bad = b'{"history": [], "k": 0, "typo": 1}'
+    fast = [c.post("/recommend", content=b, headers={"content-type": "application/json; charset=utf-8"}) for b in (good, bad)]
+    slow = [c.post("/recommend", content=b, headers={"content-type": "application/merge-patch+json"}) for b in (good, bad)]
+    assert [r.status_code for r in fast] == [r.status_code for r in slow] == [200, 422]
+    assert fast[0].json() == slow[0].json() and fast[0].json()["unknown"] == ["ghost"]
+    assert fast[1].json() == slow[1].json()
+    assert {tuple(e["loc"]) for e in fast[1].json()["detail"]} == {("body", "k"), ("body", "typo")}
+    text = c.get("/metrics").text
+    assert 'semrec_requests_total{method="POST",route="/recommend",status="200"} 2' in text
+    assert 'semrec_requests_total{method="POST",route="/recommend",status="422"} 2' in text

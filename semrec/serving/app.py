@@ -11,96 +11,29 @@ import contextlib
 import hmac
 import json
 import os
-import time
 from importlib import resources
 from typing import Any
 
 import numpy as np
-import pydantic_core
-from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query as Q, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Request
+from fastapi import Query as Q
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from pydantic import ValidationError
 
 from semrec.errors import SemrecError
 from semrec.serving import schemas as S
 from semrec.serving.apidocs import add_api_docs
+from semrec.serving.asgi import (
+    BodyLimit,
+    FastJSON,
+    FastPath,
+    Observe,
+    validation_detail,
+)
 from semrec.serving.batcher import InlineBatcher, MicroBatcher
 from semrec.serving.engine import Engine, Query
 from semrec.serving.metrics import Metrics
-
-ROUTES_WITH_BODY = {"POST", "PUT", "PATCH", "DELETE"}
-
-
-class BodyLimit:
-    """ASGI middleware: refuse bodies over `limit` bytes with 413 (by Content-Length, or while streaming)."""
-
-    def __init__(self, app: Any, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] not in ROUTES_WITH_BODY:
-            return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            return await self._refuse(send)
-        chunks, total, more = [], 0, True
-        while more:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                return
-            body = msg.get("body", b"")
-            total += len(body)
-            if total > self.limit:
-                return await self._refuse(send)
-            chunks.append(body)
-            more = msg.get("more_body", False)
-        replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
-
-        async def receive_again() -> dict:
-            return replay.pop() if replay else await receive()
-
-        return await self.app(scope, receive_again, send)
-
-    async def _refuse(self, send: Any) -> None:
-        body = json.dumps({"detail": f"request body over {self.limit} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
-
-
-class FastJSON(JSONResponse):
-    """JSON rendered by pydantic-core (about 4x faster than the json module for a top-20 answer); the hot path's
-    bodies hold only finite numbers, strings and lists."""
-
-    def render(self, content: Any) -> bytes:
-        return pydantic_core.to_json(content)
-
-
-class Observe:
-    """ASGI middleware: pick up other workers' catalogue changes, then time and count the request by route."""
-
-    def __init__(self, app: Any, engine: Engine, metrics: Metrics):
-        self.app, self.engine, self.metrics = app, engine, metrics
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        t0, status = time.perf_counter(), [500]
-        self.engine.sync()
-
-        async def send_status(msg: dict) -> None:
-            if msg["type"] == "http.response.start":
-                status[0] = msg["status"]
-            await send(msg)
-
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            route = scope.get("route")
-            self.metrics.observe(scope["method"], getattr(route, "path", "other"), status[0],
-                                 time.perf_counter() - t0)
 
 
 def _explorer_html() -> str:
@@ -115,7 +48,7 @@ def create_app(engine: Engine, api_key: str | None = None, max_batch: int = 64,
     batcher = kind(engine.recommend, max_batch=max_batch)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):  # noqa: ANN202
+    async def lifespan(app: FastAPI):
         yield
         batcher.close()
 
@@ -127,15 +60,9 @@ def create_app(engine: Engine, api_key: str | None = None, max_batch: int = 64,
     app.state.engine, app.state.batcher, app.state.metrics = engine, batcher, metrics
     html = _explorer_html()
 
-    app.add_middleware(BodyLimit, limit=max_body)
-    app.add_middleware(Observe, engine=engine, metrics=metrics)  # outermost: 413s are counted too
-
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # location, message and type only: echoing the input back could itself fail (e.g. 1e400 is inf, not JSON)
-        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))[:300],
-                   "type": str(e.get("type", ""))} for e in exc.errors()[:20]]
-        return JSONResponse({"detail": errors}, status_code=422)
+        return JSONResponse({"detail": validation_detail(exc.errors())}, status_code=422)
 
     @app.exception_handler(SemrecError)
     async def semrec_error(request: Request, exc: SemrecError) -> JSONResponse:
@@ -201,6 +128,18 @@ def create_app(engine: Engine, api_key: str | None = None, max_batch: int = 64,
         query, unknown, ignored = to_query(req)
         return FastJSON(respond(await batcher.submit(query), unknown, ignored))
 
+    async def recommend_json(body: bytes) -> tuple[int, Any]:
+        """POST /recommend from its raw JSON body, as the route above answers it (used by `FastPath`)."""
+        try:
+            req = S.RecommendRequest.model_validate_json(body)
+        except ValidationError as e:
+            return 422, {"detail": validation_detail(e.errors(), prefix=("body",))}
+        try:
+            query, unknown, ignored = to_query(req)
+            return 200, respond(await batcher.submit(query), unknown, ignored)
+        except SemrecError as e:
+            return 400, {"detail": str(e)}
+
     @app.post("/recommend/batch", response_model=S.BatchResponse, summary="Top-k items for many histories",
               responses={400: {"model": S.ErrorResponse}})
     async def recommend_batch(req: S.BatchRequest) -> JSONResponse:
@@ -264,6 +203,10 @@ def create_app(engine: Engine, api_key: str | None = None, max_batch: int = 64,
         return S.EmbedResponse(vector=vec.tolist(), dim=len(vec), unknown=unknown, model=model_name)
 
     add_api_docs(app)  # /docs and /redoc with their scripts served from here, not a CDN (last: routes match in order)
+    route = next(r for r in app.routes if getattr(r, "path", None) == "/recommend")
+    app.add_middleware(FastPath, path="/recommend", handler=recommend_json, route=route)
+    app.add_middleware(BodyLimit, limit=max_body)
+    app.add_middleware(Observe, engine=engine, metrics=metrics)  # outermost: 413s are counted too
     return app
 
 
