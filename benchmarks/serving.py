@@ -112,6 +112,7 @@ def load(args: argparse.Namespace) -> None:
              "p90_ms": res["p90_ms"], "max_ms": res["max_ms"], "completed": res["completed"],
              "statuses": res["statuses"], "mean_model_batch": round(mean_batch, 2), "k": args.k,
              "workers": args.workers, "torch_threads": args.threads, "shared_machine": True,
+             "nice": os.nice(0),  # this process's (and the server's) scheduling niceness; 0 = normal priority
              # CPU the server spent per answered request (all its processes): what one request costs, whatever the
              # load of the shared machine; 1000 / this = requests/s one dedicated core would sustain
              "server_cpu_ms_per_request": round(1000 * server_cpu_s / max(res["completed"], 1), 3),
@@ -123,11 +124,13 @@ def load(args: argparse.Namespace) -> None:
              if targets else None}
     print(json.dumps(extra, indent=2))
     _ = Recommender  # the served model is loaded by the server process
-    record("serving", dataset=args.dataset, model=model_name, variant="http-load", timing={"wall_s": res["wall_s"]},
+    record("serving", dataset=args.dataset, model=model_name, variant="http-load" + (f"-{args.tag}" if args.tag else ""),
+           timing={"wall_s": res["wall_s"]},
            settings={"run": str(run), "k": args.k, "requests": args.requests, "concurrency": args.concurrency,
                      "workers": args.workers, "threads": args.threads, "max_batch": args.max_batch,
-                     "histories": "the run's test histories (last 50 items), cycled"},
-           extra=extra, name=f"{args.dataset}_{model_name}_load")
+                     "histories": "the run's test histories (last 50 items), cycled",
+                     "batcher": os.environ.get("SEMREC_SERVE_BATCHER", "inline")},
+           extra=extra, name=f"{args.dataset}_{model_name}_load" + (f"_{args.tag}" if args.tag else ""))
     write_results_md()
 
 
@@ -219,6 +222,7 @@ def main() -> None:
     lo.add_argument("--max-batch", type=int, default=64)
     lo.add_argument("--max-seconds", type=float, default=600)
     lo.add_argument("--state", default=None)
+    lo.add_argument("--tag", default="", help="suffix for the variant and file name (e.g. a second condition)")
     ba = sub.add_parser("batch")
     ba.add_argument("--run", required=True)
     ba.add_argument("--dataset", default="beauty")
