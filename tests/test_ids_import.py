@@ -125,6 +125,8 @@ def test_report_reads_an_imported_folder(lcrec, tmp_path):
     r = run("ids", "import", lcrec.index, "--dataset", lcrec.root / "ds", "--out", tmp_path / "imp",
             "--collisions", "append")
     assert r.returncode == 0, r.stderr
+    with pytest.raises(DataError, match=r"imported code table has no tokenizer.*ids import"):
+        run("ids", "encode", tmp_path / "imp", tmp_path / "v.npy", "--out", tmp_path / "new.parquet")
     r = run("ids", "report", tmp_path / "imp", "--dataset", lcrec.root / "ds")
     assert r.returncode == 0, r.stderr
     assert "imported (index.json) codes" in r.stdout and "uniformity per level" in r.stdout

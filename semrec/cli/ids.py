@@ -268,6 +268,9 @@ def encode(run_dir: Path = typer.Argument(..., help="Folder written by `semrec i
         raise ConfigError(f"--out {out_path}: write .parquet (item_idx, item_id, codes) or .json (index)")
     check_output_file(out_path, "codes", overwrite) if out_path.suffix == ".parquet" else \
         _check_json_output(out_path, overwrite)
+    if (run_dir / "import.json").exists() and not (run_dir / "tokenizer.json").exists():
+        raise DataError("an imported code table has no tokenizer, so it cannot encode new items", path=run_dir,
+                        fix="encode them with the tool that made the table, then `semrec ids import` it again")
     tok = Tokenizer.load(run_dir)
     info = read_json(run_dir / "inputs.json") if (run_dir / "inputs.json").exists() else {}
     x = _load_inputs(vectors, info.get("weights") if len(vectors) == len(info.get("vectors") or []) else None)
