@@ -432,7 +432,8 @@ class TextSeq(TorchRecommender):
     def add_items(self, vectors: np.ndarray, categories: np.ndarray | None = None) -> np.ndarray:
         """Append items described only by their text vectors (no retraining); returns their new item indices.
 
-        They get no ID vector (as items never seen in training), so text alone scores them."""
+        Like items never seen in training they use no ID row of their own: under text+id they take the ID vector
+        of the seen item nearest in text (`unseen_id`). With tune_encoder, encode them with the tuned encoder."""
         from semrec.models.text.transfer import grow_catalogue
 
         return grow_catalogue(self, vectors, categories)

@@ -25,7 +25,8 @@ CATALOGUE_PREFIXES = ("text", "seen", "categories", "id_emb.", "cat_head.")
 
 
 def grow_catalogue(model: TextSeq, vectors: np.ndarray, categories: np.ndarray | None = None) -> np.ndarray:
-    """Append rows for new items to every per-item tensor; new items are unseen (text only). Returns their indices."""
+    """Append rows for new items to every per-item tensor; new items are unseen (no ID row of their own).
+    Returns their indices."""
     if model.module is None:
         raise ConfigError("text-seq: add_items needs a built or trained model (call fit or load first)")
     net = model.module
@@ -50,6 +51,7 @@ def grow_catalogue(model: TextSeq, vectors: np.ndarray, categories: np.ndarray |
         model._seen = np.concatenate([model._seen, np.zeros(n_new, dtype=bool)])
     model._vectors = None
     model._table = None
+    model._prefix = model._texts = None  # tune_encoder: the frozen-layer cache covers the old catalogue only
     return new_idx
 
 
