@@ -70,6 +70,13 @@ def test_formats_agree_and_align_by_item_id(lcrec, tmp_path):
     for f in ("list.parquet", "cols.parquet", "codes.npy"):
         got = read_code_table(tmp_path / f, lcrec.ids)
         assert np.array_equal(got.codes, want), f
+    from semrec.semantic_ids import CodeTable
+
+    CodeTable(want, [4, 5, 3], lcrec.ids).save(tmp_path / "codes.safetensors")
+    assert np.array_equal(read_code_table(tmp_path / "codes.safetensors", lcrec.ids).codes, want)
+    CodeTable(want, [4, 5, 3], lcrec.ids[::-1]).save(tmp_path / "other.safetensors")
+    with pytest.raises(DataError, match=r"row 0 is item .* but the dataset's item_idx 0 is"):
+        read_code_table(tmp_path / "other.safetensors", lcrec.ids)
     # index.json keyed by item_idx instead of item id
     (tmp_path / "idx.json").write_text(json.dumps({str(i): [int(c) for c in row] for i, row in enumerate(want)}))
     assert np.array_equal(read_code_table(tmp_path / "idx.json", lcrec.ids, keys="index").codes, want)

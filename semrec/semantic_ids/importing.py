@@ -53,7 +53,11 @@ def read_code_table(path: str | Path, item_ids: list[str] | np.ndarray | None = 
     elif suffix == ".npy":
         table = _positional(_load_npy(path), path, ids, [])
     elif suffix == ".safetensors":
-        codes, sizes = _load_safetensors(path)
+        codes, sizes, stored = _load_safetensors(path)
+        if ids is not None and stored is not None and len(stored) == len(ids) and stored != ids:
+            i = next(j for j in range(len(ids)) if stored[j] != ids[j])
+            raise DataError(f"row {i} is item {stored[i]!r}, but the dataset's item_idx {i} is {ids[i]!r}", path=path,
+                            fix="import with the dataset these codes were made for")
         table = _positional(codes, path, ids, sizes)
     else:
         raise DataError(f"unsupported code table format {path.suffix!r}", path=path,
@@ -126,7 +130,7 @@ def _load_npy(path: Path) -> np.ndarray:
     return _check_codes(np.asarray(arr), path, lambda i: f"row {i}")
 
 
-def _load_safetensors(path: Path) -> tuple[np.ndarray, list[int]]:
+def _load_safetensors(path: Path) -> tuple[np.ndarray, list[int], list[str] | None]:
     from safetensors import safe_open
 
     try:
@@ -143,9 +147,10 @@ def _load_safetensors(path: Path) -> tuple[np.ndarray, list[int]]:
                         fix="save with semrec.semantic_ids.CodeTable.save or safetensors.numpy.save_file") from None
     try:
         sizes = [int(v) for v in json.loads(meta.get("codebook_sizes", "[]"))]
+        stored = [str(v) for v in json.loads(meta["item_ids"])] if "item_ids" in meta else None
     except (ValueError, TypeError):
-        sizes = []
-    return _check_codes(np.asarray(codes), path, lambda i: f"row {i}"), sizes
+        sizes, stored = [], None
+    return _check_codes(np.asarray(codes), path, lambda i: f"row {i}"), sizes, stored
 
 
 def _positional(codes: np.ndarray, path: Path, ids: list[str] | None, sizes: list[int]) -> CodeTable:
