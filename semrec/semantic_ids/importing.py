@@ -298,6 +298,8 @@ def _from_parquet(path: Path, ids: list[str] | None, keys: str) -> CodeTable:
             raise DataError(f"column {col!r} is {df.schema[col]}, expected a list of integers", path=path, field=col,
                             fix="write the codes as a list column, or one column per level (code_0, code_1, ...)")
         s = df[col]
+        if isinstance(s.dtype, pl.Array):
+            s = s.cast(pl.List(s.dtype.inner))
         nulls = s.is_null() | s.list.eval(pl.element().is_null()).list.any()
         if nulls.any():
             r = int(np.flatnonzero(nulls.to_numpy())[0])
