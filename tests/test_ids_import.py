@@ -202,8 +202,6 @@ def test_bad_tables_name_file_item_and_fix(lcrec, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="needs load_codes (semrec/models/tiger_layers.py) to call "
-                   "semantic_ids.importing.check_collision_free; remove this mark when it does")
 def test_colliding_codes_path_fails_at_model_construction(lcrec, tmp_path):
     from semrec.models.tiger_hier import TigerHier
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from semrec.data.sequences import Sequences
 from semrec.errors import DataError
+from semrec.semantic_ids.importing import check_collision_free
 
 
 def load_codes(path: str | Path, n_items: int | None = None) -> tuple[np.ndarray, list[int] | None]:
@@ -61,6 +62,7 @@ def load_codes(path: str | Path, n_items: int | None = None) -> tuple[np.ndarray
     if n_items is not None and len(codes) != n_items:
         raise DataError(f"code table has {len(codes)} rows for {n_items} items", path=path,
                         fix="encode the codes for this dataset (rows aligned with item_idx)")
+    check_collision_free(codes, path)  # at load, not at the first validation's trie
     return codes.astype(np.int64), sizes
 
 
