@@ -56,6 +56,25 @@ def test_lightgcn_propagation_on_five_nodes_equals_dense_reference():
     torch.testing.assert_close(propagate(adj, x, 1, reduce="sum"), x + dense @ x, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_propagation_gradient_equals_dense_reference(threads):
+    """propagate's backward reuses the symmetric CSR graph (no transpose); on one thread it runs scipy's kernel."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        x = torch.randn(5, 4, requires_grad=True)
+        g = torch.randn(5, 4)
+        adj = normalized_adjacency(torch.from_numpy(interaction_edges(TRAIN, 2)), 3, 2)
+        propagate(adj, x, 2).backward(g)
+        dense = torch.from_numpy(dense_reference(3, 2, [(0, 0), (0, 1), (1, 0), (2, 1)])).float()
+        xd = x.detach().clone().requires_grad_()
+        ((xd + dense @ xd + dense @ dense @ xd) / 3).backward(g)
+        torch.testing.assert_close(x.grad, xd.grad, atol=1e-6, rtol=1e-5)
+    finally:
+        torch.set_num_threads(old)
+
+
 def test_knn_graph_links_each_item_to_its_top_k_cosine_neighbours():
     feats = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [-1.0, 0.05]])
     g = knn_graph(feats, k=2, chunk=2).to_dense()

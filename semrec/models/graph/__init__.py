@@ -5,8 +5,8 @@ shared graph pieces (normalised adjacency, edge pruning, item-item kNN graphs) a
 """
 
 from semrec.models.graph.adjacency import (combine_graphs, interaction_edges, knn_graph, normalized_adjacency,
-                                           propagate, prune_edges)
+                                           propagate, prune_edges, symmetric_mm, to_csr)
 from semrec.models.graph.base import GraphRecommender
 
 __all__ = ["GraphRecommender", "combine_graphs", "interaction_edges", "knn_graph", "normalized_adjacency",
-           "propagate", "prune_edges"]
+           "propagate", "prune_edges", "symmetric_mm", "to_csr"]

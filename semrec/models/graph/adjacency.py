@@ -1,11 +1,14 @@
 """Sparse graphs for graph CF: the symmetric-normalised user-item adjacency, degree-sensitive edge pruning
 (FREEDOM) and frozen item-item kNN graphs built from item features (FREEDOM, LIRDRec).
 
-Everything is a torch sparse COO tensor over the (n_users + n_items) nodes (users first), so memory stays linear
-in interactions and one `torch.sparse.mm` is one propagation layer.
+Graphs are built as torch sparse COO tensors over the (n_users + n_items) nodes (users first), so memory stays
+linear in interactions; the user-item graph is propagated as CSR through `symmetric_mm`, whose backward reuses the
+same matrix (it is symmetric), so a training step never builds a transpose.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import torch
@@ -88,10 +91,53 @@ def combine_graphs(graphs: list[torch.Tensor], weights: list[float]) -> torch.Te
     return out.coalesce()
 
 
+def to_csr(adj: torch.Tensor) -> torch.Tensor:
+    """CSR copy of a sparse matrix (unchanged when it is CSR already): torch's CPU sparse x dense product is ~3x
+    faster on CSR than on COO."""
+    if adj.layout == torch.sparse_csr:
+        return adj
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": the product used here is stable
+        warnings.simplefilter("ignore", UserWarning)
+        return adj.coalesce().to_sparse_csr()
+
+
+def _csr_mm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """CSR adj @ dense x. On one CPU thread scipy's CSR kernel is used (about 1.7x less CPU than torch's on the
+    Beauty graph, 10 vs 17 ms per 64-d layer); elsewhere torch's."""
+    if adj.device.type != "cpu" or torch.get_num_threads() != 1 or x.dtype != adj.dtype or x.requires_grad:
+        return adj @ x
+    import scipy.sparse as sp
+
+    m = sp.csr_matrix((adj.values().numpy(), adj.col_indices().numpy(), adj.crow_indices().numpy()),
+                      shape=tuple(adj.shape))
+    return torch.from_numpy(m @ x.contiguous().numpy())
+
+
+class _SymmetricMM(torch.autograd.Function):
+    """adj @ x for a symmetric sparse adj. autograd's own backward of a sparse product forms adj^T (a COO
+    transpose + coalesce, as costly as the product itself, on every step); here adj^T = adj is reused."""
+
+    @staticmethod
+    def forward(ctx, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.adj = adj
+        return _csr_mm(adj, x.detach())
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:  # type: ignore[override]
+        return None, _csr_mm(ctx.adj, grad)
+
+
+def symmetric_mm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """adj @ x where adj is symmetric (the normalised user-item graph, pruned or not); CSR `adj` is fastest."""
+    return _SymmetricMM.apply(to_csr(adj), x)
+
+
 def propagate(adj: torch.Tensor, x: torch.Tensor, n_layers: int, reduce: str = "mean") -> torch.Tensor:
-    """LightGCN propagation: x_0 = x, x_{k+1} = adj @ x_k; the mean (or sum) of x_0..x_L."""
+    """LightGCN propagation over the symmetric user-item graph `adj`: x_0 = x, x_{k+1} = adj @ x_k; the mean (or
+    sum) of x_0..x_L."""
+    adj = to_csr(adj)
     out, h = x, x
     for _ in range(n_layers):
-        h = torch.sparse.mm(adj, h)
+        h = symmetric_mm(adj, h)
         out = out + h
     return out / (n_layers + 1) if reduce == "mean" else out

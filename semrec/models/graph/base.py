@@ -22,7 +22,7 @@ from semrec.data.sequences import Sequences
 from semrec.data.splits import EvalSet
 from semrec.errors import ConfigError
 from semrec.models.base import TorchRecommender
-from semrec.models.graph.adjacency import interaction_edges, normalized_adjacency
+from semrec.models.graph.adjacency import interaction_edges, normalized_adjacency, to_csr
 
 LOSSES = ("bpr", "sampled-softmax")
 
@@ -37,9 +37,9 @@ class GraphModule(nn.Module):
         self._adj: torch.Tensor | None = None
 
     def adjacency(self) -> torch.Tensor:
-        """The full normalised (n_users + n_items)^2 adjacency, built on first use after edges are set."""
+        """The full normalised (n_users + n_items)^2 adjacency (CSR), built on first use after edges are set."""
         if self._adj is None or self._adj.device != self.edges.device:
-            self._adj = normalized_adjacency(self.edges, self.n_users, self.n_items)
+            self._adj = to_csr(normalized_adjacency(self.edges, self.n_users, self.n_items))
         return self._adj
 
     def reset_graph(self) -> None:

@@ -20,7 +20,7 @@ from torch import nn
 
 from semrec.errors import ConfigError
 from semrec.models.base import register
-from semrec.models.graph.adjacency import propagate, prune_edges
+from semrec.models.graph.adjacency import propagate, prune_edges, to_csr
 from semrec.models.graph.base import bpr_loss
 from semrec.models.graph.multimodal import FeatureModule, MultimodalGraphRecommender
 from semrec.training.config import TrainConfig
@@ -89,7 +89,8 @@ class FREEDOM(MultimodalGraphRecommender):
         """Prune the user-item graph afresh (degree-sensitive sampling driven by the loop's rng)."""
         if self.config.edge_drop > 0:
             g = torch.Generator().manual_seed(int(rng.integers(2**62)))
-            self.module.pruned = prune_edges(self.module.edges, self.n_users, self.n_items, self.config.edge_drop, g)
+            self.module.pruned = to_csr(prune_edges(self.module.edges, self.n_users, self.n_items,
+                                                    self.config.edge_drop, g))
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         self._cache = None

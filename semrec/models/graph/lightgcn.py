@@ -28,12 +28,15 @@ class LightGCNConfig:
     temperature: float = 0.1  # sampled-softmax logits are scores / temperature
     reg_weight: float = 1e-4  # L2 on the batch's layer-0 user/item vectors, per row
     init_std: float = 0.1  # normal init of the embedding tables (the paper's code)
+    init: str = "normal"  # normal (std init_std) | xavier (uniform, RecBole's: far smaller for large tables)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=300, batch_size=2048, lr=1e-3,
                                                                    patience=10, eval_every=1))
 
     def __post_init__(self) -> None:
         if self.dim < 1 or self.n_layers < 0 or self.n_negatives < 1 or self.temperature <= 0:
             raise ConfigError("lightgcn: dim, n_negatives >= 1, n_layers >= 0, temperature > 0")
+        if self.init not in ("normal", "xavier"):
+            raise ConfigError(f"lightgcn: init={self.init!r} is not one of normal, xavier")
 
 
 class LightGCNModule(GraphModule):
@@ -42,8 +45,11 @@ class LightGCNModule(GraphModule):
         self.n_layers = cfg.n_layers
         self.user_emb = nn.Embedding(n_users, cfg.dim)
         self.item_emb = nn.Embedding(n_items, cfg.dim)
-        nn.init.normal_(self.user_emb.weight, std=cfg.init_std)
-        nn.init.normal_(self.item_emb.weight, std=cfg.init_std)
+        for table in (self.user_emb, self.item_emb):
+            if cfg.init == "xavier":
+                nn.init.xavier_uniform_(table.weight)
+            else:
+                nn.init.normal_(table.weight, std=cfg.init_std)
 
     def forward(self, adj: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = propagate(adj, torch.cat([self.user_emb.weight, self.item_emb.weight]), self.n_layers)

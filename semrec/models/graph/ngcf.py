@@ -16,6 +16,7 @@ from torch import nn
 
 from semrec.errors import ConfigError
 from semrec.models.base import register
+from semrec.models.graph.adjacency import symmetric_mm
 from semrec.models.graph.base import GraphModule, GraphRecommender
 from semrec.training.config import TrainConfig
 
@@ -54,7 +55,7 @@ class NGCFModule(GraphModule):
         x = torch.cat([self.user_emb.weight, self.item_emb.weight])
         layers = [x]
         for w1, w2 in zip(self.w1, self.w2):
-            side = torch.sparse.mm(adj, x)
+            side = symmetric_mm(adj, x)
             x = F.leaky_relu(w1(side + x) + w2(side * x), negative_slope=0.2)
             x = F.normalize(self.drop(x), dim=1)
             layers.append(x)
