@@ -206,3 +206,12 @@ def test_cpu_budget_clock_does_not_count_waiting(split):
     assert m.history.train_cpu_s < m.history.train_s  # the waits are wall time only
     with pytest.raises(ConfigError, match="budget_clock"):
         TrainConfig(budget_clock="gpu")
+
+
+def test_patience_waits_for_half_a_time_budget_under_cosine(split):
+    # a rate too small to move the weights: every validation after the first is "no improvement"
+    still = dict(epochs=6, lr=1e-12, patience=1, lr_schedule="cosine")
+    m = TinyBigram(split.n_items, _cfg(**still)).fit(split.train, split.valid)
+    assert m.history.stop_reason == "patience" and m.history.epochs == 2
+    m = TinyBigram(split.n_items, _cfg(**still, max_train_seconds=1e4)).fit(split.train, split.valid)
+    assert m.history.stop_reason is None and m.history.epochs == 6  # the budget's first half: no patience

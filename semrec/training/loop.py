@@ -234,6 +234,7 @@ def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: Tr
                 hist.stop_reason = "time_budget"
                 break
         bar.close()
+        budget_used = (spent + clock() - started) / cfg.max_train_seconds if cfg.max_train_seconds else 0.0
         epoch_s = time.perf_counter() - t0
         rec: dict[str, Any] = {"epoch": epoch, "loss": total / max(steps, 1), "steps": steps,
                                "epoch_s": round(epoch_s, 4), "cpu_s": round(time.process_time() - c0, 4),
@@ -252,7 +253,9 @@ def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: Tr
                         save_weights(ckpt / "best", model)
                 else:
                     best_in_memory = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
+            elif not (cfg.lr_schedule == "cosine" and cfg.max_train_seconds) or budget_used >= 0.5:
+                # under a time-budgeted cosine schedule the rate is still high in the budget's first half,
+                # where a plateau says little: patience counts from the half-way point on
                 bad_evals += 1
         elapsed += epoch_s + eval_s
         rec["elapsed_s"] = round(elapsed, 4)
