@@ -198,6 +198,30 @@ def compare(protocol: str, rows_dir: Path, dataset: str = "scientific-mm") -> No
               f"p_t {r['p_ttest']:.3g}, p_w {r['p_wilcoxon']:.3g}")
 
 
+def diagnose(protocol: str, rows_dir: Path, dataset: str = "scientific-mm") -> None:
+    """For each expected ordering (PAIRS): the paired NDCG@20 gap, its standard error, the smallest gap these rows
+    can detect (two-sided 0.05, power 0.8: 2.8 SE), how many rows the observed gap would need, rows won/lost, and
+    the gap on rows whose target is a tail item (<= 5 training interactions) vs the rest."""
+    from semrec.evaluation.result import EvalResult
+
+    for a, b in PAIRS:
+        pa, pb = rows_dir / f"{dataset}_{protocol}_{a}", rows_dir / f"{dataset}_{protocol}_{b}"
+        if not (pa.exists() and pb.exists()):
+            continue
+        ra, rb = EvalResult.load(pa), EvalResult.load(pb)
+        d = rb.row_metric("ndcg@20") - ra.row_metric("ndcg@20")
+        n, sd = len(d), float(d.std(ddof=1))
+        se = sd / np.sqrt(n)
+        out = {"pair": f"{b} - {a}", "rows": n, "delta": round(float(d.mean()), 4), "se": round(se, 4),
+               "mde80": round(2.8 * se, 4), "rows_needed": int((2.8 * sd / d.mean()) ** 2) if d.mean() > 0 else None,
+               "won": int((d > 0).sum()), "lost": int((d < 0).sum()), "tied": int((d == 0).sum())}
+        if ra.target_popularity is not None:
+            tail = ra.target_popularity <= 5
+            out |= {"tail_rows": int(tail.sum()), "delta_tail": round(float(d[tail].mean()), 4),
+                    "delta_head": round(float(d[~tail].mean()), 4)}
+        print(json.dumps(out), flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--protocol", choices=list(PROTOCOLS), required=True)
@@ -208,6 +232,8 @@ def main() -> None:
     p.add_argument("--rows", type=Path, default=Path("/tmp/semrec-graph-rows"),
                    help="where per-row test results are kept for --compare")
     p.add_argument("--compare", action="store_true", help="add paired tests to the results of this protocol")
+    p.add_argument("--diagnose", action="store_true",
+                   help="print power and tail/head gaps of the expected orderings from the kept per-row results")
     p.add_argument("--refit", action="store_true",
                    help="retrain the setting an earlier grid search picked (its JSON's extra.grid) with --budget")
     args = p.parse_args()
@@ -216,6 +242,9 @@ def main() -> None:
         print(run_model(key, args.protocol, args.budget, args.rows, args.refit, args.dataset), flush=True)
     if args.compare:
         compare(args.protocol, args.rows, args.dataset)
+    if args.diagnose:
+        diagnose(args.protocol, args.rows, args.dataset)
+        return
     write_results_md()
 
 
