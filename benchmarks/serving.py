@@ -7,6 +7,7 @@ batch: `recommend_file` over U synthetic histories (random catalogue ids, 1-20 p
 
     python benchmarks/serving.py load --run runs/beauty-sasrec --requests 10000 --concurrency 32
     python benchmarks/serving.py batch --run runs/beauty-sasrec --users 1000000
+    python benchmarks/serving.py new-items --run runs/beauty-tiger-hier --users 1000
 
 The machine is shared: every result records os.getloadavg() before and after in extra.loadavg.
 """
@@ -208,6 +209,64 @@ def batch(args: argparse.Namespace) -> None:
     write_results_md()
 
 
+def new_items(args: argparse.Namespace) -> None:
+    """Are items added by text recommendable by a generative run? For U validation users, add a near-copy of each
+    one's validation target (same attributes, title + " (2027 edition)") through `Engine.add_items`, then compare
+    how often the copy and the original reach the top-k, with the last code scored by the model (`model`) or by the
+    copy's trained siblings (`siblings`, the server's default)."""
+    import shutil
+
+    import torch
+
+    from semrec.data import Split
+    from semrec.serving import Engine, Query
+
+    torch.set_num_threads(args.threads)
+    run = Path(args.run)
+    state = Path(f"/tmp/serving-bench-newitems-{os.getpid()}")
+    shutil.rmtree(state, ignore_errors=True)
+    engine = Engine.from_run(run, state_dir=state, options=["unseen_last_code=model"])
+    valid = Split.load(run / "split").valid
+    rng = np.random.default_rng(args.seed)
+    users = rng.choice(len(valid.histories), min(args.users, len(valid.histories)), replace=False)
+    cat, model = engine.catalogue, engine.model
+    hists = [np.asarray(valid.histories[u]) for u in users]
+    targets = np.asarray([int(np.ravel(valid.targets[u])[0]) for u in users])
+    originals = np.unique(targets)
+    rows = [{"item_id": f"COPY-{cat.ids[t]}", **{k: v for k, v in cat.record(int(t)).items() if k in (
+        "title", "brand", "categories")}} for t in originals]
+    for r in rows:
+        r["title"] = str(r.get("title", "")) + " (2027 edition)"
+    t0 = time.perf_counter()
+    added = engine.add_items(rows)
+    add_s = time.perf_counter() - t0
+    copy = {int(t): cat.index[r["item_id"]] for t, r in zip(originals, rows)}
+    ok = {int(t) for t, a in zip(originals, added) if a["recommendable"]}
+    same_prefix = np.mean([(model.codes[copy[t], :-1] == model.codes[t, :-1]).all() for t in ok])
+    metrics = {}
+    for mode in ("model", "siblings"):
+        model.config.unseen_last_code = mode
+        res = engine.recommend([Query(h, args.k, False) for h in hists])
+        orig = np.asarray([t in r.items for t, r in zip(targets, res)])
+        cp = np.asarray([copy[int(t)] in r.items for t, r in zip(targets, res)])
+        metrics[mode] = {f"original@{args.k}": round(float(orig.mean()), 4), f"copy@{args.k}": round(float(cp.mean()), 4),
+                         f"copy@{args.k}_given_original": round(float(cp[orig].mean()), 4) if orig.any() else None,
+                         "added_items_per_list": round(float(np.mean([np.isin(r.items, list(copy.values())).sum()
+                                                                      for r in res])), 3)}
+        print(mode, metrics[mode])
+    shutil.rmtree(state, ignore_errors=True)
+    record("serving", dataset=args.dataset, model=model.name, variant="new-items", split="valid",
+           metrics={f"{m}/{k}": v for m, d in metrics.items() for k, v in d.items()},
+           timing={"add_s": round(add_s, 2)},
+           settings={"run": str(run), "users": len(users), "k": args.k, "seed": args.seed,
+                     "copy": "same attributes, title + ' (2027 edition)'", "exclude_history": False,
+                     "modes": ["model", "siblings"]},
+           extra={"added": len(rows), "recommendable": len(ok), "copies_sharing_the_original_prefix":
+                  round(float(same_prefix), 4), "by_mode": metrics, "shared_machine": True},
+           name=f"{args.dataset}_{model.name}_new_items")
+    write_results_md()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="mode", required=True)
@@ -230,6 +289,13 @@ def main() -> None:
     ba.add_argument("--k", type=int, default=20)
     ba.add_argument("--batch-size", type=int, default=4096)
     ba.add_argument("--threads", type=int, default=1)
+    ni = sub.add_parser("new-items")
+    ni.add_argument("--run", required=True)
+    ni.add_argument("--dataset", default="beauty")
+    ni.add_argument("--users", type=int, default=1000)
+    ni.add_argument("--k", type=int, default=20)
+    ni.add_argument("--seed", type=int, default=0)
+    ni.add_argument("--threads", type=int, default=1)
     ch = sub.add_parser("batch-child")
     for a in ("--run", "--input", "--out"):
         ch.add_argument(a, required=True)
@@ -237,7 +303,7 @@ def main() -> None:
     ch.add_argument("--batch-size", type=int, default=4096)
     ch.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
-    {"load": load, "batch": batch, "batch-child": batch_child}[args.mode](args)
+    {"load": load, "batch": batch, "batch-child": batch_child, "new-items": new_items}[args.mode](args)
 
 
 if __name__ == "__main__":
