@@ -47,7 +47,8 @@ OURS_TRAIN = {"batch_size": 256, "lr": 1e-3, "weight_decay": 0.0, "optimizer": "
 # alone (benchmarks/results/vs_recbole_tuning/, benchmarks/notes/vs_recbole.md); the model is the same size.
 RECIPES: dict[str, dict[str, Any]] = {
     "shared": {"inner": 256, "epochs": 40},
-    "fast": {"inner": 256, "length_pool": 16, "ce_chunk": 128, "lr": 3e-3, "epochs": 8},
+    "fast": {"inner": 256, "length_pool": 16, "ce_chunk": 128, "batch_size": 128, "lr": 4e-3, "warmup_steps": 100,
+             "lr_schedule": "cosine", "epochs": 8},
 }
 # RecBole settings that must hold for the comparison to mean anything (checked against its log).
 RECBOLE_REQUIRED = {"loss_type": "CE", "hidden_size": 64, "n_layers": 2, "n_heads": 2, "MAX_ITEM_LIST_LENGTH": 50,
@@ -230,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override one of our settings (repeatable), e.g. --set lr=3e-3 --set epochs=8")
     p.add_argument("--tune", metavar="LABEL", help="train ours alone and record the run under vs_recbole_tuning/")
+    p.add_argument("--name", default="beauty_sasrec_ce_valid",
+                   help="result file stem under benchmarks/results/vs_recbole/ (one per recipe compared)")
     p.add_argument("--save-ours", type=Path, default=None,
                    help="write ours' per-epoch records, CPU/wall clocks and test metrics here")
     p.add_argument("--from-ours", type=Path, default=None,
@@ -268,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         args.recipe, args.set, args.seed = saved["recipe"], saved["overrides"], saved["seed"]
     else:
         records, walls, cpus, model = train_ours(split, settings, threads=args.threads, seed=args.seed,
-                                                 device=args.device, log=WORK / "vs_recbole" / "ours.jsonl")
+                                                 device=args.device, log=WORK / "vs_recbole" / f"{args.name}.jsonl")
         load_end = [round(x, 2) for x in os.getloadavg()]
         test = evaluate_test(model, split)
         blocks = getattr(model.module, "blocks", [])
@@ -350,7 +353,8 @@ def main(argv: list[str] | None = None) -> int:
                           "selection": selection}, indent=1, default=str))
         return 0
     out = record("vs_recbole", dataset="beauty", model="sasrec", variant="ce", split="valid", metrics=metrics,
-                 timing=timing, settings=settings_out, extra=extra, device=args.device, selection=selection)
+                 timing=timing, settings=settings_out, extra=extra, device=args.device, selection=selection,
+                 name=args.name)
     write_results_md()
     print(f"target {target:.4f} (RecBole epoch {rb['epoch']}, {rb['time_to_target_s']:.0f}s); ours "
           + (f"epoch {hit + 1}, {ours_tt:.0f}s; speedup {extra['speedup']}x, CPU {extra['speedup_cpu']}x"
