@@ -176,6 +176,20 @@ def test_lightgcn_bpr_loss_decreases_and_beats_popularity(synth_split):
     assert ours > pop
 
 
+def test_lightgcn_init_option():
+    from semrec.errors import ConfigError
+    from semrec.models import get_model_class
+
+    cls = get_model_class("lightgcn")
+    m = cls(2000, init="xavier")
+    m.n_users, m._edges = 30, np.array([[0, 1], [2, 3]])
+    w = m.build("cpu").module.item_emb.weight.detach()
+    bound = (6 / (2000 + 64)) ** 0.5  # xavier-uniform: U(-b, b), std b / sqrt(3) = .031, not normal(0, 0.1)
+    assert w.abs().max() <= bound * 1.0001 and abs(float(w.std()) - bound / 3 ** 0.5) < 0.002
+    with pytest.raises(ConfigError, match="init"):
+        cls(50, init="kaiming")
+
+
 def test_sampled_softmax_and_ngcf_train(synth_split):
     ds, sp = synth_split
     for name, extra in (("lightgcn", {"loss": "sampled-softmax"}), ("ngcf", {})):
