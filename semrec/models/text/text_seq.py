@@ -84,7 +84,7 @@ class TextSeqConfig:
     tune_encoder: int = 0  # fine-tune the text encoder's last N layers (needs the item text: dataset= or texts=)
     encoder_lr: float = 5e-5  # their learning rate (Recformer-style: small), whatever train.lr is
     encoder_max_tokens: int = 64  # word pieces per item sentence while tuning
-    tune_items: int = 256  # items re-encoded (with gradient) per step; the others come from the cache
+    tune_items: int = 64  # items re-encoded (with gradient) per step; the others come from the cache
     refresh_every: int = 0  # steps between re-encoding every item into the cache (0: at each epoch's start)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=200, batch_size=256, lr=1e-3,
                                                                    patience=10))
