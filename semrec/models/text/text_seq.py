@@ -69,7 +69,7 @@ class TextSeqConfig:
     n_experts: int = 8
     adapter_dropout: float = 0.2
     id_dropout: float = 0.0  # text+id: share of items whose ID vector is hidden per training step, so text alone
-    #                          must carry them too (cold items are text-only at recommendation time)
+    #                          must carry them too
     unseen_id: str = "nearest"  # text+id, items never seen in training: the ID vector of the seen item nearest in
     #                             text (nearest) or none; their own ID rows were never trained
     unseen_negatives: bool = False  # True: items never seen in training are negatives of the training softmax too
