@@ -119,6 +119,13 @@ def test_cold_items_never_use_their_untrained_id_rows(one_torch_thread):
         assert float(m.loss(batch)) == pytest.approx(loss, abs=1e-6)
         m.config.unseen_negatives = True
         assert abs(float(m.loss(batch)) - loss) > 1e-4
+        # in-batch loss: sampled negatives that are unseen items are dropped too
+        m.config.loss, m.config.unseen_negatives = "in-batch", False
+        with_neg = {**batch, "negatives": torch.as_tensor(cold + 1)}
+        loss_ib = float(m.loss(with_neg))
+        net.text[cold] = torch.randn(len(cold), net.text.shape[1])
+        assert float(m.loss(with_neg)) == pytest.approx(loss_ib, abs=1e-6)
+        assert float(m.loss(with_neg)) == pytest.approx(float(m.loss(batch)), abs=1e-6)
 
 
 def test_init_from_carries_adapter_and_transformer_not_items(tmp_path, one_torch_thread):
