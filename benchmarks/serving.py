@@ -130,7 +130,7 @@ def load(args: argparse.Namespace) -> None:
            settings={"run": str(run), "k": args.k, "requests": args.requests, "concurrency": args.concurrency,
                      "workers": args.workers, "threads": args.threads, "max_batch": args.max_batch,
                      "histories": "the run's test histories (last 50 items), cycled",
-                     "batcher": os.environ.get("SEMREC_SERVE_BATCHER", "inline")},
+                     "batcher": "inline"},  # the model runs on the event loop's thread (semrec.serving.batcher)
            extra=extra, name=f"{args.dataset}_{model_name}_load" + (f"_{args.tag}" if args.tag else ""))
     write_results_md()
 

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from semrec.models import Recommender  # noqa: E402
 from semrec.serving import Engine, Query, create_app, recommend_file  # noqa: E402
-from semrec.serving.batcher import InlineBatcher, MicroBatcher  # noqa: E402
+from semrec.serving.batcher import MicroBatcher  # noqa: E402
 from tests import serving_runs  # noqa: E402
 
 KEY = "test-key"
@@ -251,27 +251,23 @@ def test_micro_batcher_answers_concurrent_callers_in_few_calls():
         time.sleep(0.01)
         return [x * 2 for x in items]
 
-    for kind in (InlineBatcher, MicroBatcher):
-        calls.clear()
-        b = kind(fn, max_batch=16)
+    b = MicroBatcher(fn, max_batch=16)
 
-        async def main():
-            return await asyncio.gather(*[b.submit(i) for i in range(64)])
+    async def main():
+        return await asyncio.gather(*[b.submit(i) for i in range(64)])
 
-        assert asyncio.run(main()) == [i * 2 for i in range(64)]
-        assert sum(calls) == 64
-        assert calls == [16, 16, 16, 16] if kind is InlineBatcher else len(calls) < 64
-        assert max(calls) <= 16 and (b.batches, b.items) == (len(calls), 64)
-        b.close()
+    assert asyncio.run(main()) == [i * 2 for i in range(64)]
+    assert calls == [16, 16, 16, 16] and (b.batches, b.items) == (4, 64)
+    b.close()
 
 
-def test_inline_batcher_hands_errors_to_every_caller_and_recovers():
+def test_micro_batcher_hands_errors_to_every_caller_and_recovers():
     def fn(items):
         if any(x < 0 for x in items):
             raise ValueError("negative")
         return [x + 1 for x in items]
 
-    b = InlineBatcher(fn, max_batch=8)
+    b = MicroBatcher(fn, max_batch=8)
 
     async def main():
         bad = await asyncio.gather(*[b.submit(x) for x in (1, -1, 2)], return_exceptions=True)

@@ -31,7 +31,7 @@ from semrec.serving.asgi import (
     Observe,
     validation_detail,
 )
-from semrec.serving.batcher import InlineBatcher, MicroBatcher
+from semrec.serving.batcher import MicroBatcher
 from semrec.serving.engine import Engine, Query
 from semrec.serving.metrics import Metrics
 
@@ -44,8 +44,7 @@ def create_app(engine: Engine, api_key: str | None = None, max_batch: int = 64,
                max_body: int = S.MAX_BODY_BYTES) -> FastAPI:
     """The FastAPI app serving `engine`. With `api_key`, POST/DELETE /items need header `X-API-Key`."""
     metrics = Metrics()
-    kind = InlineBatcher if os.environ.get("SEMREC_SERVE_BATCHER", "inline") == "inline" else MicroBatcher
-    batcher = kind(engine.recommend, max_batch=max_batch)
+    batcher = MicroBatcher(engine.recommend, max_batch=max_batch)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
