@@ -333,6 +333,8 @@ def run_lookalike(args: argparse.Namespace) -> None:
     cached = ml_vectors(args, ds, split, folds, ["sasrec", "user-text"])  # the probe's (no attribute supervision)
     vecs = {"sasrec": cached["sasrec"], "user-text": cached["user-text"]}
     vecs["bag-of-items"] = bag_of_items(hist, ds.n_items).toarray().astype(np.float32)
+    for m in ("sasrec", "user-text"):  # diagnostics: the whole history in the model's item space
+        vecs[f"{m}/item-mean"] = cached[f"{m}-item-mean"]
     occ = np.asarray(ds.users["occupation"].fill_null("none").to_list())
     names, counts = np.unique(occ, return_counts=True)
     rng = np.random.default_rng(0)
@@ -349,8 +351,11 @@ def run_lookalike(args: argparse.Namespace) -> None:
         p = np.mean([x["precision@50"] for x in per.values()])
         r = np.mean([x["random_precision@50"] for x in per.values()])
         test = ttest_1samp(diffs, 0.0, alternative="greater")
-        part = model if model in ("sasrec", "user-text") else None
-        record(BENCH, dataset="ml-100k", model=model, variant="centroid", split=None,
+        part = model.split("/")[0] if model != "bag-of-items" else None
+        diag = {"note": "diagnostic, not a user vector the model exports: the mean of the model's item vectors over "
+                        "the whole history (user-text: the frozen text vectors)"} if "/" in model else {}
+        record(BENCH, dataset="ml-100k", model=model.split("/")[0],
+               variant="centroid" + ("/item-mean" if "/" in model else ""), split=None,
                metrics={"precision@50": round(float(p), 4)},
                selection=(meta_of(cached, part).get("selection") or None) if part else None,
                settings={"seed_size": 20, "k": 50, "draws_per_occupation": 10, "min_occupation_users": 40,
@@ -363,8 +368,8 @@ def run_lookalike(args: argparse.Namespace) -> None:
                                       "occupation's random precision@50)",
                       "occupations_above_random": int(sum(x["precision@50"] > x["random_precision@50"]
                                                           for x in per.values())),
-                      "occupations": len(per), "per_occupation": per, "loadavg": loadavg()},
-               name=f"lookalike_ml-100k_{model}")
+                      "occupations": len(per), "per_occupation": per, "loadavg": loadavg(), **diag},
+               name=f"lookalike_ml-100k_{model.replace('/', '-')}")
         print(model, round(float(p), 4), "random", round(float(r), 4), "p", test.pvalue, flush=True)
 
 
