@@ -67,6 +67,7 @@ class CentroidDistances:
     def __init__(self, x: torch.Tensor, c: torch.Tensor):
         self.x, self.c = x, c
         self.shape = (len(x), len(c))
+        self.dtype = np.dtype(str(x.dtype).removeprefix("torch."))
 
     def __getitem__(self, rows: np.ndarray) -> np.ndarray:
         return sq_distances(self.x[torch.as_tensor(rows, device=self.x.device)], self.c).cpu().numpy()
@@ -110,7 +111,7 @@ def capacitated_assign(dist: np.ndarray | CentroidDistances, capacity: np.ndarra
     flat = remaining.reshape(-1)  # a view: updates below change `remaining`
     m = max(1, min(candidates, k))
     cand = np.empty((n, m), dtype=np.int32 if k < 2**31 else np.int64)
-    cand_d = np.empty((n, m), dtype=np.float64)
+    cand_d = np.empty((n, m), dtype=np.result_type(getattr(dist, "dtype", np.float64), np.float32))
     bound = np.empty(n, dtype=np.float64)
 
     def relist(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -215,4 +216,5 @@ def kmeans(x: torch.Tensor, k: int, n_iter: int = 20, seed: int = 0, max_points_
         a = torch.from_numpy(capacitated_assign(CentroidDistances(sample, c), cap)).to(x.device)
         c = _update(sample, c, a)
     cap_all = math.ceil(n / k * (1.0 + balance_slack))
+    del sample  # its memory is free again for the assignment of all rows
     return c, torch.from_numpy(capacitated_assign(CentroidDistances(x, c), cap_all)).to(x.device)
