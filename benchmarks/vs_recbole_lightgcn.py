@@ -8,7 +8,7 @@ split, validate on every user after every epoch with full ranking and the user's
 masks history for general models, so ours runs with exclude_history on), one torch thread each.
 benchmarks/recbole_lightgcn.py (RecBole's venv) writes RecBole's per-epoch log; this script trains ours beside
 it, waits for RecBole's run to end, and writes benchmarks/results/vs_recbole/beauty_lightgcn_bpr_valid.json.
-See benchmarks/notes/vs_recbole.md (LightGCN section).
+See benchmarks/notes/graph.md ("LightGCN vs RecBole").
 
     .venv-recbole/bin/python benchmarks/recbole_lightgcn.py --data ../shared/data/amazon-beauty-s3rec/Beauty.txt \
         --out benchmarks/work/recbole/beauty_lightgcn.json --threads 1 --max-wall-s 4200 &
@@ -114,6 +114,46 @@ def train_ours(split: Any, args: argparse.Namespace, log: Path) -> tuple[list[di
     return model.history.records, walls, cpus, model
 
 
+def from_log(split: Any, args: argparse.Namespace, log: Path) -> tuple[list[dict], list[float], list[float], Any]:
+    """The records of a run of ours stopped before its end (so it wrote no result): the loop's per-epoch log gives
+    wall times, training CPU seconds and validation scores; validation CPU seconds are the run's process CPU at
+    an epoch's end (`--from-log` capture, from /proc/PID/stat) minus its startup (this process's CPU after the same
+    imports and data loading) minus the logged training CPU, spread evenly over the epochs. The model is rebuilt
+    and one validation pass is run, so the memory figures describe the same graph and evaluation."""
+    from semrec.evaluation import evaluate
+    from semrec.models import get_model_class
+    from semrec.models.graph.adjacency import interaction_edges
+
+    startup_cpu = time.process_time()
+    torch.set_num_threads(args.threads)
+    cap = json.loads(args.from_log.read_text())
+    records = [r for r in map(json.loads, log.read_text().splitlines()) if "loss" in r]
+    n = int(cap["epochs_logged"])
+    if len(records) < n:
+        raise SystemExit(f"{log}: {len(records)} epochs logged, the capture {args.from_log} says {n}")
+    records = records[:n]
+    eval_cpu = (float(cap["process_cpu_s"]) - startup_cpu - sum(r["cpu_s"] for r in records)) / n
+    cpus = list(np.cumsum([r["cpu_s"] + eval_cpu for r in records]))
+    walls = [r["elapsed_s"] for r in records]
+    for r in records:
+        r["loadavg"] = None
+    model = get_model_class("lightgcn")(split.n_items, **OURS, **OURS_TRAIN, num_threads=args.threads,
+                                        progress=False)
+    model.n_users, model._edges = len(split.train), interaction_edges(split.train, split.n_items)
+    model.build(args.device)
+    evaluate(model, split.valid, ks=(5, 10, 20), exclude_history=True)
+
+    class _History:  # what selection_of reads
+        best_score = max(r["valid"][METRIC] for r in records)
+        best_epoch = max(records, key=lambda r: r["valid"][METRIC])["epoch"]
+        epochs = n
+        stop_reason = "stopped by hand at this epoch (see extra.from_log)"
+
+    model.history = _History()
+    args.capture = {**cap, "startup_cpu_s": round(startup_cpu, 2), "eval_cpu_per_epoch_s": round(eval_cpu, 2)}
+    return records, walls, cpus, model
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--recbole-log", type=Path, default=WORK / "recbole" / "beauty_lightgcn.json")
@@ -127,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-record", action="store_true", help="print the result instead of writing it")
+    p.add_argument("--from-log", type=Path, default=None, metavar="CAPTURE_JSON",
+                   help="no training: rebuild the result of a run of ours that was stopped early from its loop log "
+                        "and a capture {epochs_logged, process_cpu_s} of its process CPU at an epoch's end")
     args = p.parse_args(argv)
 
     split, user_ids, item_ids = load_beauty(args.data_root)
@@ -137,12 +180,16 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"RecBole's split differs from ours in {mismatches} rows ({args.recbole_split})")
     load_start = [round(x, 2) for x in os.getloadavg()]
     commit_at_start = git_commit()
-    records, walls, cpus, model = train_ours(split, args, WORK / "vs_recbole" / "ours_lightgcn.jsonl")
-    load_end = [round(x, 2) for x in os.getloadavg()]
-    from semrec.evaluation import evaluate
+    if args.from_log is not None:
+        records, walls, cpus, model = from_log(split, args, WORK / "vs_recbole" / "ours_lightgcn.jsonl")
+        test = {}
+    else:
+        records, walls, cpus, model = train_ours(split, args, WORK / "vs_recbole" / "ours_lightgcn.jsonl")
+        from semrec.evaluation import evaluate
 
-    test = {k: round(v, 6) for k, v in evaluate(model, split.test, ks=(10, 20), exclude_history=True,
-                                                train=split.train).summary().items()}
+        test = {k: round(v, 6) for k, v in evaluate(model, split.test, ks=(10, 20), exclude_history=True,
+                                                    train=split.train).summary().items()}
+    load_end = [round(x, 2) for x in os.getloadavg()]
     adj = model.module.adjacency()
     graph = {"edges": model.n_edges, "adjacency_nnz": int(adj._nnz()), "adjacency_layout": str(adj.layout),
              "adjacency_mb": round(sum(t.numel() * t.element_size() for t in
@@ -202,6 +249,13 @@ def main(argv: list[str] | None = None) -> int:
                            for r, w, c in zip(records, walls, cpus)],
         "commit_at_start": commit_at_start, "recbole_version": rlog.get("recbole"), "recbole_torch": rlog.get("torch"),
     }
+    if args.from_log is not None:
+        extra["from_log"] = {**args.capture, "note": "ours was stopped after this epoch so the run ended before "
+                             "the session's deadline; wall times and training CPU per epoch are the loop's log, "
+                             "validation CPU is the process total minus startup and training, spread evenly; "
+                             "no test evaluation"}
+        extra["commit_at_start"] = args.capture.get("commit", commit_at_start)  # the code that trained
+        extra["loadavg_start"] = extra["loadavg_end_of_ours"] = None  # this process ran later; see recbole_per_epoch
     settings = {"protocol": "leave-one-out, full ranking over all items, validation split, training items masked",
                 "exclude_history": True, "ours": {**OURS, **OURS_TRAIN, "epochs": args.epochs, "seed": args.seed,
                                                   "max_train_seconds": args.max_wall_s},
