@@ -89,6 +89,31 @@ def _eval_set(seqs):
     return EvalSet(np.arange(len(lengths)), hist, Sequences.from_lengths(np.ones_like(lengths), seqs.items[ends - 1]))
 
 
+def _vm(field: str) -> float | None:
+    """VmRSS / VmHWM of this process in MB (Linux), None elsewhere."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+STEP: dict[str, float | None] = {}
+
+
+def step_starts() -> None:
+    """Mark the start of the measured section: RSS now, and reset the high-water mark (Linux clear_refs 5), so
+    `extra.step_peak_rss_mb` is the section's own peak, apart from building its inputs (e.g. the model)."""
+    STEP["rss_before_step_mb"] = _vm("VmRSS")
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        STEP["rss_before_step_mb"] = None
+
+
 def run_step(step: str, n: int, csv: Path | None) -> tuple[dict, dict, dict]:
     """(timing, settings, extra) of one measurement, in this (child) process."""
     import torch
@@ -97,6 +122,7 @@ def run_step(step: str, n: int, csv: Path | None) -> tuple[dict, dict, dict]:
     if step == "ingest":
         from semrec.data.readers import read_table
 
+        step_starts()
         t0 = time.perf_counter()
         ds = read_table(csv, user_col="user", item_col="item", time_col="timestamp", rating_col="rating",
                         stream=True)
@@ -113,6 +139,7 @@ def run_step(step: str, n: int, csv: Path | None) -> tuple[dict, dict, dict]:
         from semrec.semantic_ids import kmeans
 
         x = torch.from_numpy(vectors(n))
+        step_starts()
         t0 = time.perf_counter()
         _, a = kmeans(x, CODES, balanced=True)
         dt = time.perf_counter() - t0
@@ -125,6 +152,7 @@ def run_step(step: str, n: int, csv: Path | None) -> tuple[dict, dict, dict]:
         from semrec.semantic_ids import RQKMeans
 
         x = vectors(n)
+        step_starts()
         t0 = time.perf_counter()
         tok = RQKMeans(n_levels=3, codebook_size=CODES).fit(x)
         t1 = time.perf_counter()
@@ -142,6 +170,7 @@ def run_step(step: str, n: int, csv: Path | None) -> tuple[dict, dict, dict]:
     seqs = histories(n)
     if step == "sasrec-epoch":
         model = get_model_class("sasrec")(n, epochs=1, progress=False, patience=0)
+        step_starts()
         t0 = time.perf_counter()
         model.fit(seqs)
         dt = time.perf_counter() - t0
@@ -155,6 +184,7 @@ def run_step(step: str, n: int, csv: Path | None) -> tuple[dict, dict, dict]:
 
         model = get_model_class("sasrec")(n).build()
         evalset = _eval_set(seqs)
+        step_starts()
         t0 = time.perf_counter()
         res = evaluate(model, evalset, batch_size=1024)
         dt = time.perf_counter() - t0
@@ -173,6 +203,7 @@ def run_step(step: str, n: int, csv: Path | None) -> tuple[dict, dict, dict]:
         model.module.eval()
         hist = seqs.select(np.arange(DECODE_USERS))
         model.recommend(hist.select(np.arange(64)), k=10, beam=20)  # warm-up
+        step_starts()
         t0 = time.perf_counter()
         items, _ = model.recommend(hist, k=10, beam=20)
         dt = time.perf_counter() - t0
@@ -193,6 +224,9 @@ def child(step: str, n: int, csv: Path | None) -> None:
 
     load0 = os.getloadavg()
     timing, settings, extra = run_step(step, n, csv)
+    hwm = _vm("VmHWM") if STEP.get("rss_before_step_mb") is not None else None
+    extra.update(rss_before_step_mb=STEP.get("rss_before_step_mb") and round(STEP["rss_before_step_mb"], 1),
+                 step_peak_rss_mb=hwm and round(hwm, 1))
     extra.setdefault("n_items", None)
     extra.setdefault("n_interactions", int(histories_total(n)) if step in ITEM_STEPS[2:] else None)
     extra.update(world_size=1, threads=1, size=n, loadavg_before=[round(v, 2) for v in load0],
