@@ -198,16 +198,24 @@ def wait_for_recbole(path: Path, max_wait_s: float) -> None:
 def tune(args: argparse.Namespace, split: Split, settings: dict[str, Any]) -> int:
     """One short run of ours alone (no RecBole): validation NDCG@10 and process CPU seconds after each epoch,
     written to benchmarks/results/vs_recbole_tuning/<label>.json; the recipe is chosen from these files."""
-    records, walls, cpus, model = train_ours(split, settings, threads=args.threads, seed=args.seed,
-                                             device=args.device, log=WORK / "vs_recbole" / f"tune_{args.tune}.jsonl")
+    log = WORK / "vs_recbole" / f"tune_{args.tune}.jsonl"
+    if args.from_log:  # a tune run stopped before its end (e.g. by its lock slot's timeout): record what it logged
+        records = [r for r in map(json.loads, log.read_text().splitlines()) if "loss" in r]
+        walls = list(np.cumsum([r["epoch_s"] + r.get("eval_s", 0.0) for r in records]))
+        cpus = list(np.cumsum([r["cpu_s"] for r in records]))  # training CPU only: the loop logs no eval CPU
+        model = None
+    else:
+        records, walls, cpus, model = train_ours(split, settings, threads=args.threads, seed=args.seed,
+                                                 device=args.device, log=log)
     best = max(records, key=lambda r: r["valid"][METRIC])
     per_epoch = [{"epoch": r["epoch"], "train_s": r["epoch_s"], "eval_s": r.get("eval_s"), "cum_cpu_s": round(c, 1),
                   "cum_wall_s": round(w, 1), "valid_ndcg@10": r["valid"][METRIC],
                   "valid_recall@10": r["valid"]["recall@10"]} for r, w, c in zip(records, walls, cpus)]
     targets = {f"cpu_to_{t}": next((e["cum_cpu_s"] for e in per_epoch if e["valid_ndcg@10"] >= t), None)
                for t in (0.045, 0.0492)}
-    extra = {"label": args.tune, "recipe": args.recipe, "overrides": args.set,
-             "cpu_per_epoch_s": round(cpus[-1] / len(cpus), 1), **targets, "threads": torch.get_num_threads(),
+    extra = {"label": args.tune, "recipe": args.recipe, "overrides": args.set, "complete": not args.from_log,
+             "cpu_counts": "training only (from the loop's log)" if args.from_log else "training + validation",
+             "cpu_per_epoch_s": round(cpus[-1] / len(cpus), 1), **targets, "threads": args.threads if args.from_log else torch.get_num_threads(),
              "loadavg": [round(x, 2) for x in os.getloadavg()], "per_epoch": per_epoch}
     print(json.dumps({k: v for k, v in extra.items() if k != "per_epoch"}))
     if not args.no_record:
@@ -215,7 +223,7 @@ def tune(args: argparse.Namespace, split: Split, settings: dict[str, Any]) -> in
                metrics={k: v for k, v in best["valid"].items() if k.startswith(("recall@", "ndcg@"))},
                timing={"wall_s": round(walls[-1], 1), "cpu_s": round(cpus[-1], 1)},
                settings={"ours": {**settings, "seed": args.seed}, "exclude_history": False},
-               selection=selection_of(model.history, METRIC), extra=extra, device=args.device)
+               selection=selection_of(model.history if model else None, METRIC), extra=extra, device=args.device)
     return 0
 
 
@@ -238,6 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from-ours", type=Path, default=None,
                    help="rebuild the report from a --save-ours file instead of training (e.g. once RecBole's run "
                         "has finished); the recipe, overrides and seed are the saved run's")
+    p.add_argument("--from-log", action="store_true",
+                   help="with --tune: record the epochs an interrupted tune run logged instead of training")
     p.add_argument("--max-wait-s", type=float, default=3 * 3600.0,
                    help="how long to wait, after ours finished, for RecBole's run to finish")
     p.add_argument("--threads", type=int, default=None, help="torch threads (use RecBole's: its log says)")
@@ -268,11 +278,13 @@ def main(argv: list[str] | None = None) -> int:
         records, walls, cpus, test = saved["records"], saved["walls"], saved["cpus"], saved["test"]
         settings, load_start, load_end = saved["settings"], saved["loadavg_start"], saved["loadavg_end"]
         commit_at_start, ffn_inner, model = saved["commit"], saved["ffn_inner"], None
+        threads_used = saved.get("threads", args.threads)  # files saved before this field: the --threads given
         args.recipe, args.set, args.seed = saved["recipe"], saved["overrides"], saved["seed"]
     else:
         records, walls, cpus, model = train_ours(split, settings, threads=args.threads, seed=args.seed,
                                                  device=args.device, log=WORK / "vs_recbole" / f"{args.name}.jsonl")
         load_end = [round(x, 2) for x in os.getloadavg()]
+        threads_used = torch.get_num_threads()
         test = evaluate_test(model, split)
         blocks = getattr(model.module, "blocks", [])
         ffn_inner = blocks[0].mlp.fc.out_features if len(blocks) and hasattr(blocks[0], "mlp") else None
@@ -281,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
             args.save_ours.write_text(json.dumps(
                 {"records": records, "walls": walls, "cpus": cpus, "test": test, "settings": settings,
                  "loadavg_start": load_start, "loadavg_end": load_end, "commit": commit_at_start,
-                 "ffn_inner": ffn_inner, "recipe": args.recipe, "overrides": args.set, "seed": args.seed,
+                 "ffn_inner": ffn_inner, "threads": threads_used, "command": " ".join(sys.argv),
+                 "recipe": args.recipe, "overrides": args.set, "seed": args.seed,
                  "selection": selection_of(getattr(model, "history", None), METRIC)}, default=float))
     if args.target is None:
         wait_for_recbole(args.recbole_log, args.max_wait_s)
@@ -326,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         "recbole_test_epoch": rb_test.get("epoch"),
         "test_ndcg10_not_worse": (test["ndcg@10"] >= rb_test["ndcg@10"]) if rb_test and test else None,
         "split_mismatches_vs_recbole": mismatches,
-        "threads": torch.get_num_threads(), "recbole_threads": rlog.get("threads"),
+        "threads": threads_used, "recbole_threads": rlog.get("threads"),
         "loadavg_start": load_start, "loadavg_end_of_ours": load_end,
         "recbole_loadavg_per_epoch": [r["loadavg"] for r in rlog["epochs"]],
         "recbole_per_epoch": [{k: r.get(k) for k in ("epoch", "train_s", "eval_s", "cum_train_eval_s", "cum_cpu_s",
