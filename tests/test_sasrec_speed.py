@@ -34,8 +34,10 @@ def test_length_pools_cover_every_row_once_and_cut_padding():
     pooled = epoch_rows(5000, 256, np.random.default_rng(1), lengths=lengths, pool=8)
     assert sorted(np.concatenate(pooled).tolist()) == list(range(5000))
     assert sorted(len(b) for b in pooled) == sorted(len(b) for b in plain)
-    padded = lambda batches: sum(len(b) * lengths[b].max() for b in batches)  # noqa: E731
-    assert padded(pooled) < 0.5 * padded(plain)  # the transformer's work per epoch
+    def padded(batches):  # the transformer's work per epoch
+        return sum(len(b) * lengths[b].max() for b in batches)
+
+    assert padded(pooled) < 0.5 * padded(plain)
     assert np.mean([lengths[b].max() - lengths[b].min() for b in pooled]) < 10
 
 
@@ -50,7 +52,7 @@ def test_block_inner_width_and_its_default():
 def test_sasrec_with_speed_options_trains_deterministically_and_round_trips(synthetic, tmp_path):
     split = leave_one_out(synthetic)
     train, valid = split.train.select(np.arange(600)), split.valid.subset(np.arange(200))
-    opts = dict(loss="ce", inner=32, length_pool=2, epochs=2, batch_size=64, lr=3e-3, progress=False)
+    opts = {"loss": "ce", "inner": 32, "length_pool": 2, "epochs": 2, "batch_size": 64, "lr": 3e-3, "progress": False}
     a = get_model_class("sasrec")(split.n_items, **opts).fit(train, valid)
     b = get_model_class("sasrec")(split.n_items, **opts).fit(train, valid)
     np.testing.assert_array_equal(a.item_embeddings(), b.item_embeddings())
@@ -66,8 +68,12 @@ def test_length_pool_batches_are_narrower_than_random_ones():
     seqs = Sequences.from_lists([list(range(1, 3 + (i % 7) * 6)) for i in range(64)])
     model = get_model_class("sasrec")(60, loss="ce", max_len=50)
     pooled = get_model_class("sasrec")(60, loss="ce", max_len=50, length_pool=4)
-    width = lambda m: sum(b["inputs"].numel() for b in m.batches(seqs, 8, np.random.default_rng(0)))  # noqa: E731
-    n_targets = lambda m: sum(int((b["targets"] > 0).sum()) for b in m.batches(seqs, 8, np.random.default_rng(0)))  # noqa: E731
+    def width(m):
+        return sum(b["inputs"].numel() for b in m.batches(seqs, 8, np.random.default_rng(0)))
+
+    def n_targets(m):
+        return sum(int((b["targets"] > 0).sum()) for b in m.batches(seqs, 8, np.random.default_rng(0)))
+
     assert width(pooled) < width(model)
     assert n_targets(pooled) == n_targets(model)  # the same training targets, less padding
 
