@@ -76,9 +76,12 @@ def build_text_seq(root: Path, ds) -> Path:
     from semrec.data import leave_one_out
     from semrec.training.run import build_model, train_run
 
+    # unseen_id=none: an added item is scored from its text alone. The default (borrow the ID vector of the
+    # nearest seen item) would give the new tent the ID of a tent in the request's own history, which the
+    # model learned not to repeat (it ranks 27th then); see docs/text_models.md on cold items.
     model = build_model("text-seq", ds.n_items, overrides={
         "vectors_path": str(root / "text.safetensors"), "max_len": 20, "train.epochs": 10, "train.progress": False,
-        "train.num_threads": 1, "train.batch_size": 64})
+        "train.num_threads": 1, "train.batch_size": 64, "unseen_id": "none"})
     train_run(model, leave_one_out(ds), root / "text-seq", dataset=ds, progress=False,
               provenance={"data": str(root / "dataset")})
     return root / "text-seq"
