@@ -103,7 +103,7 @@ class LossModule(torch.nn.Module):
         return self.compute(batch)
 
 
-def data_parallel(network: torch.nn.Module, loss: Callable, world: World, sample: dict[str, Any]) -> torch.nn.Module:
+def data_parallel(network: torch.nn.Module, loss: Callable, sample: dict[str, Any]) -> torch.nn.Module:
     """A DistributedDataParallel wrapper around `loss` (rank 0's weights are broadcast to all ranks here).
 
     One trial backward on `sample` (a batch already on the device) shows whether the loss leaves some

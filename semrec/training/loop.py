@@ -195,7 +195,7 @@ def train(model: Any, train: Sequences, valid: EvalSet | None = None, config: Tr
     shared_keys = model.shared_batch_keys()
     if world.active:  # after a resume, so rank 0's restored weights are the ones broadcast
         torch.manual_seed(cfg.seed + 7919 * world.rank + start_epoch)  # own dropout masks per rank
-        compute_loss = data_parallel(model.module, model.loss, world,
+        compute_loss = data_parallel(model.module, model.loss,
                                      _first_batch(model, train, cfg.batch_size, world, shared_keys, device))
     n_batches = model.num_batches(train, cfg.batch_size)
     for epoch in range(start_epoch, cfg.epochs + 1):

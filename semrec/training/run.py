@@ -163,22 +163,22 @@ def train_run(model: Any, split: Split, out: str | Path, *, dataset: Dataset | N
     if world.active and not hasattr(model, "train_config"):
         raise ConfigError(f"{model.name} is not trained by semrec.training, so it cannot train on "
                           f"{world.size} processes (fix: run it without torchrun / --nproc)")
-    if not world.is_main:  # rank 0 alone touches the run folder; the others train and evaluate with it
-        barrier(world)
-        return _train_into(model, split, partial_dir(out), out, dataset=dataset, ks=ks,
-                           exclude_history=exclude_history, resume=resume, provenance=provenance,
-                           progress=False, world=world)
-    check_output(out, "run", overwrite or resume)
-    part = open_partial(out, "run", resume=resume)
+    if world.is_main:  # rank 0 alone touches the run folder; the others train and evaluate with it
+        check_output(out, "run", overwrite or resume)
+        part = open_partial(out, "run", resume=resume)
+    else:
+        part = partial_dir(out)
     barrier(world)
     try:
         metrics = _train_into(model, split, part, out, dataset=dataset, ks=ks, exclude_history=exclude_history,
-                              resume=resume, provenance=provenance, progress=progress, world=world)
+                              resume=resume, provenance=provenance, progress=progress and world.is_main,
+                              world=world)
     except BaseException:
-        if not (part / "checkpoints" / "last").exists():  # nothing worth resuming: leave nothing behind
+        if world.is_main and not (part / "checkpoints" / "last").exists():  # nothing to resume: leave nothing
             shutil.rmtree(part, ignore_errors=True)
         raise
-    commit_partial(out, "run", overwrite or resume)
+    if world.is_main:
+        commit_partial(out, "run", overwrite or resume)
     return metrics
 
 
