@@ -12,8 +12,11 @@ from typer.testing import CliRunner
 from semrec.data import SyntheticConfig, leave_one_out, synthetic_dataset
 from semrec.errors import DataError, OutputError
 from semrec.models import UserVectors, get_model_class
+from semrec.data import Sequences
+from semrec.errors import ConfigError
 from semrec.users import (ITEM_KIND, USER_KIND, IndexConfig, VectorIndex, VectorTable, expand_segment,
-                          export_items, export_users, fit_user_ids, recall_overlap, segments, similar_users)
+                          export_items, export_users, fit_user_ids, item_idf, pool_items, recall_overlap, segments,
+                          similar_users, user_vectors)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +84,50 @@ def test_vector_files_round_trip_and_are_written_safely(fitted, split, tmp_path)
     assert foreign.read_text() == "mine"
     with pytest.raises(DataError, match="not a semrec item-vectors"):
         VectorTable.load(path, ITEM_KIND)
+
+
+def test_mean_pool_is_the_hand_computed_history_average_and_idf_weights_rare_items():
+    class Tiny:  # a model of 4 items in 2-d: all pooling needs is item_embeddings()
+        name, n_items = "tiny", 4
+
+        def embed_users(self, histories):
+            return np.zeros((len(histories), 2), np.float32)
+
+        def item_embeddings(self):
+            return np.array([[1, 0], [0, 1], [2, 2], [-1, 3]], np.float32)
+
+    hist = Sequences.from_lists([[0, 1], [0, 0, 2], [3], [], [0, 1, 3]])
+    mean = user_vectors(Tiny(), hist, pool="mean")
+    assert mean.dtype == np.float32 and mean.shape == (5, 2)
+    np.testing.assert_allclose(mean, [[.5, .5], [4 / 3, 2 / 3], [-1, 3], [0, 0], [0, 4 / 3]], atol=1e-6)
+    idf = item_idf(hist, 4)  # users with the item: 0 -> 3, 1 -> 2, 2 -> 1, 3 -> 2 (of 5); repeats count once
+    np.testing.assert_allclose(idf, np.log(5 / np.array([3, 2, 1, 2])), rtol=1e-6)
+    weighted = user_vectors(Tiny(), hist, pool="idf-mean")
+    w = idf[[0, 1, 3]]
+    np.testing.assert_allclose(weighted[4], (w[:, None] * Tiny().item_embeddings()[[0, 1, 3]]).sum(0) / w.sum(),
+                               rtol=1e-5)
+    assert not np.allclose(weighted, mean) and np.allclose(weighted[2], mean[2])  # one item: weights cancel
+    np.testing.assert_allclose(pool_items(Tiny().item_embeddings(), hist, np.zeros(4)), 0)  # no weight: zeros
+    with pytest.raises(ConfigError, match="pool 'max'"):
+        user_vectors(Tiny(), hist, pool="max")
+    with pytest.raises(ConfigError, match="no item text vectors"):
+        user_vectors(Tiny(), hist, pool="mean", source="text")
+    with pytest.raises(ConfigError, match="needs a pooled vector"):
+        user_vectors(Tiny(), hist, source="text")
+
+
+def test_pooled_vectors_of_a_trained_model_are_exported_and_not_marked_as_scores(fitted, split, tmp_path):
+    model, es = fitted["sasrec"], split.test
+    table = export_users(model, es.histories, es.users, es.users.astype(str), tmp_path / "u.parquet",
+                         pool="idf-mean", reference=split.train)
+    assert table.vectors.shape == (len(es), 64) and table.vectors.dtype == np.float32
+    back = VectorTable.load(tmp_path / "u.parquet", USER_KIND)
+    assert back.meta["dot_product"] is False and back.meta["pool"] == "idf-mean"
+    items = model.item_embeddings()
+    first = es.histories[0]
+    np.testing.assert_allclose(user_vectors(model, es.histories, pool="mean")[0], items[first].mean(0), rtol=1e-5,
+                               atol=1e-6)
+    assert not np.allclose(back.vectors, user_vectors(model, es.histories, pool="mean"))
 
 
 def _clustered(n: int, d: int = 16, centres: int = 20, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -167,6 +214,12 @@ def test_cli_embed_index_search_similar_lookalike_ids(tmp_path):
     bad = runner.invoke(app, ["users", "embed", str(run), "--out", str(users)])
     assert bad.exit_code != 0 and "--overwrite" in str(bad.exception) + bad.output
     _ok(runner.invoke(app, ["users", "embed", str(run), "--split", "all", "--out", str(users), "--overwrite"]))
+    pooled = tmp_path / "pooled.parquet"
+    _ok(runner.invoke(app, ["users", "embed", str(run), "--pool", "idf-mean", "--out", str(pooled)]))
+    assert VectorTable.load(pooled, USER_KIND).meta["pool"] == "idf-mean"
+    bad = runner.invoke(app, ["users", "embed", str(run), "--pool-source", "text", "--pool", "mean",
+                              "--out", str(tmp_path / "t.parquet")])
+    assert bad.exit_code != 0 and "no item text vectors" in str(bad.exception) + bad.output
     for kind in ("exact", "hnsw"):
         _ok(runner.invoke(app, ["index", "build", str(items), "--kind", kind, "--out", str(tmp_path / kind)]))
     recs = tmp_path / "recs.parquet"
@@ -214,6 +267,13 @@ def test_user_text_vectors_live_in_text_space_and_reproduce_scores(user_text, tm
     back = Recommender.load(tmp_path / "m")
     np.testing.assert_array_equal(back.embed_users(sp.test.histories), users)
     assert [t.name for t in back.tasks] == [t.name for t in model.tasks]
+
+    text = model.text_embeddings()  # text-pooled users: the mean of the frozen text vectors over the history
+    pooled = user_vectors(model, sp.test.histories, pool="mean", source="text")
+    assert pooled.shape == (len(sp.test), 384) and pooled.dtype == np.float32
+    np.testing.assert_allclose(pooled[5], text[sp.test.histories[5]].mean(0), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="instruction conditions the model's own state"):
+        user_vectors(model, sp.test.histories, instruction=model.tasks[0].instruction, pool="mean")
 
 
 def test_query_blending_moves_the_ranking_toward_the_query_topic(user_text):

@@ -59,23 +59,34 @@ def users_embed(run: Path = typer.Argument(..., help="Run folder (from `semrec t
                                           "(test: everything before each user's test item; all: whole sequences)."),
                 instruction: Optional[str] = typer.Option(None, "--instruction", help="Instruction-aware models: "
                                                           "condition the vectors on this text."),
+                pool: str = typer.Option("last", "--pool", help="last: the model's own state (user @ items = its "
+                                         "scores); mean / idf-mean: the (idf-weighted) mean of item vectors over the "
+                                         "whole history, for probing, segments and look-alikes, not retrieval."),
+                pool_source: str = typer.Option("model", "--pool-source", help="What --pool mean/idf-mean averages: "
+                                                "model (its item vectors) or text (text-based models' text vectors)."),
                 overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing vector file."),
                 device: str = typer.Option("cpu", "--device")) -> None:
     """Export one vector per user.
 
     Example: semrec users embed runs/beauty-sasrec --split test --out runs/beauty-sasrec/users.parquet
+    Pooled: semrec users embed runs/ml-user-text --pool idf-mean --pool-source text --out users-pooled.parquet
+    (idf popularity is counted over the exported histories themselves.)
     """
-    from semrec.users import USER_KIND, export_users, file_kind
+    from semrec.users import POOL_SOURCES, POOLS, USER_KIND, export_users, file_kind
 
     if split not in SPLITS:
         raise ConfigError(f"--split {split!r} is not one of {', '.join(SPLITS)}")
+    if pool not in POOLS or pool_source not in POOL_SOURCES:
+        raise ConfigError(f"--pool {pool!r} / --pool-source {pool_source!r}: use one of {', '.join(POOLS)} / "
+                          f"{', '.join(POOL_SOURCES)}")
     check_output(out_path, USER_KIND, overwrite, is_file=True, file_kind=file_kind(out_path))
     model, ds, sp = _load(run, data, device)
     hist, users = _histories(ds, sp, split)
     ids = ds.users["user_id"].to_numpy().astype(str)[users]
     table = export_users(model, hist, users, ids, out_path, instruction=instruction, overwrite=overwrite,
-                         split=split, run=str(run))
-    err.print(f"wrote {len(table.ids):,} user vectors ({table.vectors.shape[1]}-d) to {out_path}")
+                         pool=pool, source=pool_source, split=split, run=str(run))
+    how = "" if pool == "last" else f", {pool} of {pool_source} item vectors"
+    err.print(f"wrote {len(table.ids):,} user vectors ({table.vectors.shape[1]}-d{how}) to {out_path}")
 
 
 @items_app.command("embed")

@@ -18,6 +18,7 @@ import polars as pl
 from semrec.data.sequences import Sequences
 from semrec.errors import ConfigError, DataError
 from semrec.io import atomic_path, check_output
+from semrec.users.pooling import pooled_user_vectors
 
 USER_KIND, ITEM_KIND = "user-vectors", "item-vectors"
 
@@ -34,10 +35,22 @@ def _require(model: Any) -> None:
                           "model with embed_users() and item_embeddings(), e.g. sasrec, gru4rec, bert4rec, user-text)")
 
 
-def user_vectors(model: Any, histories: Sequences, instruction: str | None = None) -> np.ndarray:
-    """(n, d) float32 user vectors; `instruction` is passed on to instruction-aware models and refused by others."""
+def user_vectors(model: Any, histories: Sequences, instruction: str | None = None, pool: str = "last",
+                 source: str = "model", reference: Sequences | None = None) -> np.ndarray:
+    """(n, d) float32 user vectors; `instruction` is passed on to instruction-aware models and refused by others.
+
+    `pool="last"` (default): the model's own state, so `user @ items.T` is its score. `mean` / `idf-mean`: the
+    (idf-weighted) mean of the model's item vectors (`source="model"`) or text vectors (`source="text"`) over the
+    whole history, for probing, segmentation and look-alikes, not retrieval (see semrec.users.pooling)."""
     _require(model)
-    if instruction is not None:
+    if pool != "last":
+        if instruction is not None:
+            raise ConfigError(f"an instruction conditions the model's own state, not a pooled vector (fix: drop "
+                              f"--instruction or use --pool last, not {pool!r})")
+        vecs = pooled_user_vectors(model, histories, pool, source, reference)
+    elif source != "model":
+        raise ConfigError(f"pool source {source!r} needs a pooled vector (fix: --pool mean or idf-mean)")
+    elif instruction is not None:
         if not getattr(model, "instruction_aware", False):
             raise ConfigError(f"model {model.name!r} does not take an instruction (fix: drop --instruction or use an "
                               "instruction-aware model, e.g. user-text with instructions enabled)")
@@ -125,12 +138,15 @@ def file_kind(path: str | Path) -> str | None:
 
 def export_users(model: Any, histories: Sequences, user_idx: np.ndarray, user_ids: np.ndarray,
                  path: str | Path | None = None, instruction: str | None = None, overwrite: bool = False,
+                 pool: str = "last", source: str = "model", reference: Sequences | None = None,
                  **meta: Any) -> VectorTable:
-    """User vectors with ids as a VectorTable; written to `path` when given (check the path before calling)."""
-    vecs = user_vectors(model, histories, instruction)
+    """User vectors with ids as a VectorTable; written to `path` when given (check the path before calling).
+    Pooled vectors (`pool` mean / idf-mean) are marked `dot_product: false`: they are not the model's scores."""
+    vecs = user_vectors(model, histories, instruction, pool, source, reference)
+    dot = bool(getattr(model, "dot_product", False)) and pool == "last"
     table = VectorTable(USER_KIND, np.asarray(user_idx), np.asarray(user_ids).astype(str), vecs,
-                        {"model": model.name, "dot_product": bool(getattr(model, "dot_product", False)),
-                         "instruction": instruction, **meta})
+                        {"model": model.name, "dot_product": dot, "instruction": instruction, "pool": pool,
+                         "pool_source": source, **meta})
     if path is not None:
         table.save(path, overwrite=overwrite)
     return table

@@ -424,6 +424,10 @@ class TextSeq(TorchRecommender):
             table = self._item_table()
             return (F.normalize(table, dim=-1) if self.config.temperature else table).cpu().numpy()
 
+    def text_embeddings(self) -> np.ndarray:
+        """(n_items, d_text) the item text vectors the adapter reads (before it), the source of text-pooled users."""
+        return self.module.text.detach().float().cpu().numpy()
+
     def score_factors(self, histories: Sequences) -> tuple[torch.Tensor, torch.Tensor]:
         table = self._item_table()
         return self._user_vectors(histories), F.normalize(table, dim=-1) if self.config.temperature else table

@@ -255,6 +255,10 @@ class UserText(TorchRecommender):
         """(n_items, D) unit item text vectors (the encoder's, unchanged by training)."""
         return self.module.text.detach().cpu().numpy()
 
+    def text_embeddings(self) -> np.ndarray:
+        """(n_items, D) frozen item text vectors, the source of text-pooled user vectors (= item_embeddings here)."""
+        return self.item_embeddings()
+
     def score_factors(self, histories: Sequences) -> tuple[torch.Tensor, torch.Tensor]:
         return self._user_state(histories), self.module.text
 
