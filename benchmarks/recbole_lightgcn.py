@@ -1,8 +1,8 @@
 """Train RecBole 1.2.1's LightGCN on an S3-Rec sequence file and log per-epoch time, CPU time and validation
 quality, for benchmarks/vs_recbole_lightgcn.py.
 
-Runs inside RecBole's own venv (.venv-recbole), so it imports nothing from semrec (only the atomic-file writer of
-recbole_runner.py, the SASRec runner, which it leaves untouched).
+Runs inside RecBole's own venv (.venv-recbole), so it imports nothing from semrec; the atomic-file writer, the
+shared config keys and the timed epoch loop come from recbole_runner.py (the SASRec runner).
 
     .venv-recbole/bin/python benchmarks/recbole_lightgcn.py --data ../shared/data/amazon-beauty-s3rec/Beauty.txt \
         --out benchmarks/work/recbole/beauty_lightgcn.json --threads 1 --max-wall-s 4800
@@ -21,7 +21,6 @@ except `require_pow: True`, so its L2 term is reg_weight * 0.5 * sum of squares 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -30,7 +29,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recbole_runner import _write_log, write_atomic_inter  # noqa: E402
+from recbole_runner import (
+    _write_log,
+    add_common_args,
+    base_config,
+    check_paths,
+    timed_epochs,
+    write_atomic_inter,
+)
 
 HYPER = {  # the shared LightGCN setting of the comparison; every key is a RecBole config key
     "embedding_size": 64, "n_layers": 2, "reg_weight": 1e-5, "require_pow": True, "train_batch_size": 2048,
@@ -50,29 +56,23 @@ def _patch_scipy_dok() -> None:
         sp.dok_matrix._update = lambda self, data: self._dict.update(data)
 
 
+def _drop_cached_propagation(model) -> None:
+    """LightGCN caches its propagated embeddings for evaluation; the restored best weights need a fresh pass."""
+    model.restore_user_e = model.restore_item_e = None
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data", type=Path, required=True, help="S3-Rec sequence file, e.g. Beauty.txt")
-    p.add_argument("--out", type=Path, required=True, help="JSON log, rewritten after every epoch")
-    p.add_argument("--epochs", type=int, default=300, help="RecBole's default")
+    add_common_args(p, epochs=300, eval_batch_size=4096)  # RecBole's defaults
     p.add_argument("--patience", type=int, default=10, help="RecBole's stopping_step")
-    p.add_argument("--max-wall-s", type=float, default=float("inf"),
-                   help="stop after the epoch during which this much wall time (since start) has passed")
-    p.add_argument("--eval-batch-size", type=int, default=4096, help="users per full-sort batch (RecBole's default)")
-    p.add_argument("--seed", type=int, default=2020)
-    p.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps torch's default")
     p.add_argument("--dump-split", action="store_true",
                    help="write RecBole's validation/test (user, target item) rows to --out and exit")
     args = p.parse_args()
-    args.out = args.out.resolve()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    if not args.data.exists():
-        sys.exit(f"{args.data}: not found; pass the S3-Rec sequence file (e.g. ../shared/data/amazon-beauty-s3rec/"
-                 "Beauty.txt)")
+    check_paths(args)
 
     t_start, c_start = time.time(), time.process_time()
-    import torch
     import recbole
+    import torch
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.model.general_recommender import LightGCN
@@ -85,17 +85,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="recbole_lgcn_"))
     name = "beauty"
     n_rows = write_atomic_inter(args.data, work, name)
-    config_dict = {
-        **HYPER, "data_path": str(work), "checkpoint_dir": str(work / "saved"), "use_gpu": False,
-        "device": "cpu", "seed": args.seed, "reproducibility": True, "show_progress": False, "state": "INFO",
-        "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "USER_ID_FIELD": "user_id",
-        "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
-        "user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)", "rm_dup_inter": None,
-        "epochs": args.epochs, "stopping_step": args.patience, "eval_step": 1,
-        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
-        "metrics": ["NDCG", "Recall"], "topk": [10, 20], "valid_metric": "NDCG@10",
-        "eval_batch_size": args.eval_batch_size,
-    }
+    config_dict = {**base_config(work, args, stopping_step=args.patience, topk=[10, 20]), **HYPER}
     os.chdir(work)  # RecBole writes log/ and log_tensorboard/ into the working directory
     config = Config(model="LightGCN", dataset=name, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
@@ -127,51 +117,8 @@ def main() -> None:
     print(f"recbole {recbole.__version__} LightGCN: {log['users']} users, {log['items']} items, "
           f"{log['train_interactions']} training interactions, prep {prep_s:.1f}s", flush=True)
     _write_log(args.out, log)
-    cum_train = cum_wall = cum_cpu = 0.0
-    best_score, best_state, best_epoch, stale = -float("inf"), None, 0, 0
-    for epoch in range(args.epochs):
-        t0, c0 = time.time(), time.process_time()
-        loss = trainer._train_epoch(train_data, epoch, show_progress=False)
-        t1 = time.time()
-        score, result = trainer._valid_epoch(valid_data, show_progress=False)
-        t2, c2 = time.time(), time.process_time()
-        cum_train += t1 - t0
-        cum_wall += t2 - t0
-        cum_cpu += c2 - c0
-        row = {"epoch": epoch + 1, "train_s": round(t1 - t0, 2), "eval_s": round(t2 - t1, 2),
-               "cum_train_s": round(cum_train, 2), "cum_train_eval_s": round(cum_wall, 2),
-               "cum_cpu_s": round(cum_cpu, 2), "since_start_s": round(t2 - t_start, 2), "end_unix": t2,
-               "loss": float(loss if not isinstance(loss, tuple) else sum(loss)),
-               "valid_ndcg@10": float(result["ndcg@10"]), "valid_recall@10": float(result["recall@10"]),
-               "valid_ndcg@20": float(result["ndcg@20"]), "valid_recall@20": float(result["recall@20"]),
-               "loadavg": [round(x, 2) for x in os.getloadavg()]}
-        log["epochs"].append(row)
-        _write_log(args.out, log)
-        print(json.dumps(row), flush=True)
-        if row["valid_ndcg@10"] > best_score:  # kept in memory (outside the timed span) for the test evaluation
-            best_score, best_epoch, stale = row["valid_ndcg@10"], epoch + 1, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-        if stale >= args.patience:
-            log["stop_reason"] = f"no improvement for {args.patience} epochs"
-            break
-        if t2 - t_start > args.max_wall_s:
-            log["stop_reason"] = f"max_wall_s {args.max_wall_s:.0f}"
-            break
-    else:
-        log["stop_reason"] = f"epochs {args.epochs}"
-    if best_state is not None:  # test quality of the best-validation epoch, as RecBole's own fit() reports it
-        model.load_state_dict(best_state)
-        model.restore_user_e = model.restore_item_e = None
-        t3 = time.time()
-        result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
-        log["test"] = {"epoch": best_epoch, **{k: float(result[k]) for k in ("ndcg@10", "recall@10", "ndcg@20",
-                                                                              "recall@20")},
-                       "eval_s": round(time.time() - t3, 2)}
-        print(json.dumps({"test": log["test"]}), flush=True)
-    log["done"] = True
-    _write_log(args.out, log)
+    timed_epochs(trainer, model, train_data, valid_data, test_data, log, args, t_start=t_start, topk=[10, 20],
+                 patience=args.patience, before_test=_drop_cached_propagation)
 
 
 if __name__ == "__main__":

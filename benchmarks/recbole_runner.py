@@ -70,29 +70,107 @@ def _eval_rows(dataset, eval_dataset) -> dict[str, list]:
             "history_length": inter["item_length"].numpy().tolist()}
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_common_args(p: argparse.ArgumentParser, *, epochs: int, eval_batch_size: int) -> None:
+    """The options both RecBole runners take (the SASRec runner and recbole_lightgcn.py)."""
     p.add_argument("--data", type=Path, required=True, help="S3-Rec sequence file, e.g. Beauty.txt")
     p.add_argument("--out", type=Path, required=True, help="JSON log, rewritten after every epoch")
-    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--epochs", type=int, default=epochs)
     p.add_argument("--max-wall-s", type=float, default=float("inf"),
                    help="stop after the epoch during which this much wall time (since start) has passed")
-    p.add_argument("--eval-batch-size", type=int, default=2048)
+    p.add_argument("--eval-batch-size", type=int, default=eval_batch_size, help="users per full-sort batch")
     p.add_argument("--seed", type=int, default=2020)
     p.add_argument("--threads", type=int, default=0, help="torch threads; 0 keeps torch's default")
-    p.add_argument("--dump-split", action="store_true",
-                   help="write RecBole's validation/test rows (external user id, target item id, history length) "
-                        "to --out and exit without training, so vs_recbole.py can check the split is ours")
-    args = p.parse_args()
+
+
+def check_paths(args: argparse.Namespace) -> None:
     args.out = args.out.resolve()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if not args.data.exists():
         sys.exit(f"{args.data}: not found; pass the S3-Rec sequence file (e.g. ../shared/data/amazon-beauty-s3rec/"
                  "Beauty.txt)")
 
+
+def base_config(work: Path, args: argparse.Namespace, *, stopping_step: int, topk: list[int]) -> dict:
+    """RecBole config keys shared by both runners: the atomic file written by `write_atomic_inter`, leave-one-out
+    by position (LS valid_and_test, order TO), full ranking, validation on NDCG@10 after every epoch."""
+    return {
+        "data_path": str(work), "checkpoint_dir": str(work / "saved"), "use_gpu": False,
+        "device": "cpu", "seed": args.seed, "reproducibility": True, "show_progress": False, "state": "INFO",
+        "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "USER_ID_FIELD": "user_id",
+        "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
+        "user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)", "rm_dup_inter": None,
+        "epochs": args.epochs, "stopping_step": stopping_step, "eval_step": 1,
+        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
+        "metrics": ["NDCG", "Recall"], "topk": topk, "valid_metric": "NDCG@10",
+        "eval_batch_size": args.eval_batch_size,
+    }
+
+
+def timed_epochs(trainer, model, train_data, valid_data, test_data, log: dict, args: argparse.Namespace, *,
+                 t_start: float, topk: list[int], patience: int | None = None, before_test=None) -> None:
+    """Train epoch by epoch with RecBole's own `_train_epoch` / `_valid_epoch`, logging wall and CPU time and the
+    validation metrics after each (the log is rewritten every epoch, so a reader can follow the run); stop at
+    `args.epochs`, after `patience` epochs without improvement, or once `args.max_wall_s` has passed; then test
+    the best-validation epoch's weights, as RecBole's own fit() reports it (`before_test(model)` first, e.g. to
+    drop a cached propagation)."""
+    metrics = [f"{m}@{k}" for k in topk for m in ("ndcg", "recall")]
+    cum_train = cum_wall = cum_cpu = 0.0
+    best_score, best_state, best_epoch, stale = -float("inf"), None, 0, 0
+    log["stop_reason"] = f"epochs {args.epochs}"
+    for epoch in range(args.epochs):
+        t0, c0 = time.time(), time.process_time()
+        loss = trainer._train_epoch(train_data, epoch, show_progress=False)
+        t1 = time.time()
+        _score, result = trainer._valid_epoch(valid_data, show_progress=False)
+        t2, c2 = time.time(), time.process_time()
+        cum_train += t1 - t0
+        cum_wall += t2 - t0
+        cum_cpu += c2 - c0
+        row = {"epoch": epoch + 1, "train_s": round(t1 - t0, 2), "eval_s": round(t2 - t1, 2),
+               "cum_train_s": round(cum_train, 2), "cum_train_eval_s": round(cum_wall, 2),
+               "cum_cpu_s": round(cum_cpu, 2), "since_start_s": round(t2 - t_start, 2), "end_unix": t2,
+               "loss": float(sum(loss) if isinstance(loss, tuple) else loss),
+               **{f"valid_{k}": float(result[k]) for k in metrics},
+               "loadavg": [round(x, 2) for x in os.getloadavg()]}
+        log["epochs"].append(row)
+        _write_log(args.out, log)
+        print(json.dumps(row), flush=True)
+        if row["valid_ndcg@10"] > best_score:  # kept in memory (outside the timed span) for the test evaluation
+            best_score, best_epoch, stale = row["valid_ndcg@10"], epoch + 1, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+        if patience is not None and stale >= patience:
+            log["stop_reason"] = f"no improvement for {patience} epochs"
+            break
+        if t2 - t_start > args.max_wall_s:
+            log["stop_reason"] = f"max_wall_s {args.max_wall_s:.0f}"
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+        if before_test is not None:
+            before_test(model)
+        t3 = time.time()
+        result = trainer.evaluate(test_data, load_best_model=False, show_progress=False)
+        log["test"] = {"epoch": best_epoch, **{k: float(result[k]) for k in metrics},
+                       "eval_s": round(time.time() - t3, 2)}
+        print(json.dumps({"test": log["test"]}), flush=True)
+    log["done"] = True
+    _write_log(args.out, log)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_common_args(p, epochs=12, eval_batch_size=2048)
+    p.add_argument("--dump-split", action="store_true",
+                   help="write RecBole's validation/test rows (external user id, target item id, history length) "
+                        "to --out and exit without training, so vs_recbole.py can check the split is ours")
+    args = p.parse_args()
+    check_paths(args)
+
     t_start = time.time()
-    import torch
     import recbole
+    import torch
     from recbole.config import Config
     from recbole.data import create_dataset, data_preparation
     from recbole.model.sequential_recommender import SASRec
@@ -104,17 +182,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="recbole_"))
     name = "beauty"
     n_rows = write_atomic_inter(args.data, work, name)
-    config_dict = {
-        **HYPER, "data_path": str(work), "checkpoint_dir": str(work / "saved"), "use_gpu": False,
-        "device": "cpu", "seed": args.seed, "reproducibility": True, "show_progress": False, "state": "INFO",
-        "load_col": {"inter": ["user_id", "item_id", "timestamp"]}, "USER_ID_FIELD": "user_id",
-        "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
-        "user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)", "rm_dup_inter": None,
-        "train_neg_sample_args": None, "epochs": args.epochs, "stopping_step": 10**6, "eval_step": 1,
-        "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "group_by": "user", "mode": "full"},
-        "metrics": ["NDCG", "Recall"], "topk": [10], "valid_metric": "NDCG@10",
-        "eval_batch_size": args.eval_batch_size,
-    }
+    config_dict = {**base_config(work, args, stopping_step=10**6, topk=[10]), **HYPER,
+                   "train_neg_sample_args": None}
     os.chdir(work)  # RecBole writes log/ and log_tensorboard/ into the working directory
     config = Config(model="SASRec", dataset=name, config_dict=config_dict)
     init_seed(config["seed"], config["reproducibility"])
@@ -140,40 +209,7 @@ def main() -> None:
     print(f"recbole {recbole.__version__}: {log['users']} users, {log['items']} items, "
           f"{log['train_examples']} training examples, prep {prep_s:.1f}s", flush=True)
     _write_log(args.out, log)  # settings first, so a reader can check them before the first epoch ends
-    cum_train = cum_wall = cum_cpu = 0.0
-    best_score, best_state, best_epoch = -float("inf"), None, 0
-    for epoch in range(args.epochs):
-        t0, c0 = time.time(), time.process_time()
-        loss = trainer._train_epoch(train_data, epoch, show_progress=False)
-        t1 = time.time()
-        score, result = trainer._valid_epoch(valid_data, show_progress=False)
-        t2, c2 = time.time(), time.process_time()
-        cum_train += t1 - t0
-        cum_wall += t2 - t0
-        cum_cpu += c2 - c0
-        row = {"epoch": epoch + 1, "train_s": round(t1 - t0, 2), "eval_s": round(t2 - t1, 2),
-               "cum_train_s": round(cum_train, 2), "cum_train_eval_s": round(cum_wall, 2),
-               "cum_cpu_s": round(cum_cpu, 2),
-               "since_start_s": round(t2 - t_start, 2), "end_unix": t2, "loss": float(loss),
-               "valid_ndcg@10": float(result["ndcg@10"]), "valid_recall@10": float(result["recall@10"]),
-               "loadavg": [round(x, 2) for x in os.getloadavg()]}
-        log["epochs"].append(row)
-        _write_log(args.out, log)
-        print(json.dumps(row), flush=True)
-        if row["valid_ndcg@10"] > best_score:  # kept in memory (outside the timed span) for the test evaluation
-            best_score, best_epoch = row["valid_ndcg@10"], epoch + 1
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if t2 - t_start > args.max_wall_s:
-            break
-    if best_state is not None:  # test quality of the best-validation epoch, as RecBole's own fit() reports it
-        model.load_state_dict(best_state)
-        t3 = time.time()
-        result = trainer.evaluate(_test_data, load_best_model=False, show_progress=False)
-        log["test"] = {"epoch": best_epoch, "ndcg@10": float(result["ndcg@10"]),
-                       "recall@10": float(result["recall@10"]), "eval_s": round(time.time() - t3, 2)}
-        print(json.dumps({"test": log["test"]}), flush=True)
-    log["done"] = True
-    _write_log(args.out, log)
+    timed_epochs(trainer, model, train_data, valid_data, _test_data, log, args, t_start=t_start, topk=[10])
 
 
 if __name__ == "__main__":

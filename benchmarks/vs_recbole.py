@@ -136,34 +136,24 @@ def ours_settings(recipe: str, overrides: list[str] | None = None) -> dict[str, 
     return out
 
 
-def train_ours(split: Split, settings: dict[str, Any], *, threads: int | None, seed: int, device: str, log: Path
-               ) -> tuple[list[dict[str, Any]], list[float], list[float], Any]:
-    """Train our SASRec once for `settings["epochs"]` epochs, validating after each one.
-
-    A thread watches the loop's JSON-lines log and notes the process CPU time and the wall clock when each
-    epoch's record appears (after its validation), so the per-epoch CPU cost is measured without touching the
-    training loop (+-0.1 s). Returns the loop's records, the wall clock and the process CPU seconds after each
-    epoch, and the model (holding its best-validation weights)."""
-    from semrec.models import get_model_class
-
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.unlink(missing_ok=True)
-    cls = get_model_class("sasrec")
-    model = cls(split.n_items, **settings, seed=seed, device=device, num_threads=threads, log_path=str(log),
-                progress=sys.stderr.isatty())
+def fit_with_epoch_clock(model: Any, split: Any, log: Path) -> tuple[list[float], list[float], list[list[float]]]:
+    """`model.fit(split.train, split.valid)` while a thread watches the loop's JSON-lines log at `log` and notes,
+    when each epoch's record appears (after its validation), the wall clock and process CPU seconds since the
+    start and the load average: per-epoch cost measured without touching the training loop (+-0.1 s)."""
     walls: list[float] = []
     cpus: list[float] = []
+    loads: list[list[float]] = []
     done = threading.Event()
 
     def watch() -> None:
         seen = 0
         while True:
             finished = done.is_set()
-            lines = log.read_text().splitlines() if log.exists() else []
-            epochs = sum('"loss"' in ln for ln in lines)
+            epochs = sum('"loss"' in ln for ln in log.read_text().splitlines()) if log.exists() else 0
             while seen < epochs:
                 walls.append(time.perf_counter() - t0)
                 cpus.append(time.process_time() - c0)
+                loads.append([round(x, 2) for x in os.getloadavg()])
                 seen += 1
             if finished:
                 return
@@ -177,6 +167,23 @@ def train_ours(split: Split, settings: dict[str, Any], *, threads: int | None, s
     finally:
         done.set()
         watcher.join()
+    return walls, cpus, loads
+
+
+def train_ours(split: Split, settings: dict[str, Any], *, threads: int | None, seed: int, device: str, log: Path
+               ) -> tuple[list[dict[str, Any]], list[float], list[float], Any]:
+    """Train our SASRec once for `settings["epochs"]` epochs, validating after each one.
+
+    Returns the loop's records, the wall clock and the process CPU seconds after each epoch
+    (`fit_with_epoch_clock`), and the model (holding its best-validation weights)."""
+    from semrec.models import get_model_class
+
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    cls = get_model_class("sasrec")
+    model = cls(split.n_items, **settings, seed=seed, device=device, num_threads=threads, log_path=str(log),
+                progress=sys.stderr.isatty())
+    walls, cpus, _loads = fit_with_epoch_clock(model, split, log)
     records = model.history.records
     for r, w, c in zip(records, walls, cpus):
         print(json.dumps({"epoch": r["epoch"], "epoch_s": r["epoch_s"], "eval_s": r.get("eval_s"),

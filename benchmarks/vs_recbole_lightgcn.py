@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import SHARED_DATA, git_commit, record, selection_of, write_results_md  # noqa: E402
-from vs_recbole import WORK, load_beauty, wait_for_recbole  # noqa: E402
+from vs_recbole import WORK, fit_with_epoch_clock, load_beauty, wait_for_recbole  # noqa: E402
 
 METRIC = "ndcg@10"
 # Our LightGCN options matching recbole_lightgcn.py's HYPER, RecBole's xavier-uniform init included (ours defaults
@@ -71,8 +70,8 @@ def split_mismatches(split: Any, user_ids: np.ndarray, item_ids: np.ndarray, row
 
 
 def train_ours(split: Any, args: argparse.Namespace, log: Path) -> tuple[list[dict], list[float], list[float], Any]:
-    """Train our LightGCN, validating after each epoch; a watcher thread notes wall clock and process CPU seconds
-    when each epoch's record (written after its validation) appears in the loop's log."""
+    """Train our LightGCN, validating after each epoch, with wall clock and process CPU seconds noted after each
+    (`fit_with_epoch_clock`)."""
     from semrec.models import get_model_class
 
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -80,33 +79,7 @@ def train_ours(split: Any, args: argparse.Namespace, log: Path) -> tuple[list[di
     model = get_model_class("lightgcn")(split.n_items, **OURS, **OURS_TRAIN, epochs=args.epochs, seed=args.seed,
                                         device=args.device, num_threads=args.threads, log_path=str(log),
                                         max_train_seconds=args.max_wall_s, progress=False)
-    walls: list[float] = []
-    cpus: list[float] = []
-    loads: list[list[float]] = []
-    done = threading.Event()
-
-    def watch() -> None:
-        seen = 0
-        while True:
-            finished = done.is_set()
-            n = sum('"loss"' in ln for ln in log.read_text().splitlines()) if log.exists() else 0
-            while seen < n:
-                walls.append(time.perf_counter() - t0)
-                cpus.append(time.process_time() - c0)
-                loads.append([round(x, 2) for x in os.getloadavg()])
-                seen += 1
-            if finished:
-                return
-            time.sleep(0.1)
-
-    t0, c0 = time.perf_counter(), time.process_time()
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        model.fit(split.train, split.valid)
-    finally:
-        done.set()
-        watcher.join()
+    walls, cpus, loads = fit_with_epoch_clock(model, split, log)
     for r, w, c, load in zip(model.history.records, walls, cpus, loads):
         r["loadavg"] = load
         print(json.dumps({"epoch": r["epoch"], "train_s": r["epoch_s"], "eval_s": r.get("eval_s"), "cpu_s": round(c, 1),
