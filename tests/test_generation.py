@@ -114,3 +114,30 @@ def test_disambiguate_renumbers_last_level():
 
     codes = np.array([[1, 2, 0], [0, 0, 0], [1, 2, 0], [1, 2, 5], [0, 1, 0]])
     assert disambiguate(codes).tolist() == [[1, 2, 0], [0, 0, 0], [1, 2, 1], [1, 2, 2], [0, 1, 0]]
+
+
+@pytest.mark.parametrize("arch,unseen_last_code", [("tiger", "model"), ("tiger-decoder", "model"),
+                                                    ("tiger-hier", "model"), ("tiger-hier", "siblings")])
+def test_reserved_search_shares_the_users_encoding_and_returns_what_re_encoding_returns(arch, unseen_last_code):
+    """reserve_new runs a second search over the unseen items' trie from the same encoding of the users
+    (`step_factory`); the lists equal those of encoding the users again for that search (the old path)."""
+    from semrec.data import Sequences
+    from semrec.models import get_model_class
+    from tests.generative_checks import random_codes
+
+    torch.manual_seed(0)
+    codes = random_codes(60, [4, 4, 4], seed=1)
+    model = get_model_class(arch)(60, codes=codes, unseen_last_code=unseen_last_code).build() \
+        if arch == "tiger-hier" else get_model_class(arch)(60, codes=codes).build()
+    model.module.eval()
+    model.seen = np.arange(60) % 5 != 0  # 12 items never trained
+    model.config.reserve_new = 0.4
+    rng = np.random.default_rng(2)
+    hist = Sequences.from_lists([rng.integers(0, 60, int(n)).tolist() for n in rng.integers(1, 9, 7)])
+    items, scores = model.recommend(hist, k=5, beam=6)
+    assert np.isin(items[:, [2, 4]], np.flatnonzero(~model.seen)).all()
+    shared = model.step_factory
+    model.step_factory = lambda *a: (lambda: shared(*a)())  # every search encodes the users anew
+    again_items, again_scores = model.recommend(hist, k=5, beam=6)
+    assert items.tolist() == again_items.tolist()
+    np.testing.assert_allclose(scores, again_scores, atol=1e-5)

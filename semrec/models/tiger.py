@@ -133,10 +133,18 @@ class TigerNet(nn.Module):
     @torch.no_grad()
     def step_fn(self, hist_codes: torch.Tensor, users: torch.Tensor):
         """A `semrec.generation.StepFn` for one batch of users, with cached decoder keys/values."""
+        return self.step_factory(hist_codes, users)()
+
+    def step_factory(self, hist_codes: torch.Tensor, users: torch.Tensor):
+        """The encoder's memory (and its cross-attention keys/values), computed once; each call of the result
+        starts a fresh decoding over it."""
         memory, mask = self.encode(hist_codes, users)
         memory_kv = [blk.xattn.keys_values(memory) for blk in self.decoder]
-        cache, n_users = KVCache(len(self.decoder)), hist_codes.shape[0]
-        bos = torch.full((n_users, 1), self.vocab.bos, device=memory.device)
+        bos = torch.full((hist_codes.shape[0], 1), self.vocab.bos, device=memory.device)
+        return lambda: self._decode_from(memory_kv, mask, bos)
+
+    def _decode_from(self, memory_kv: list, mask: torch.Tensor, bos: torch.Tensor):
+        cache = KVCache(len(self.decoder))
 
         def step(level: int, tokens: torch.Tensor | None, parents: torch.Tensor | None) -> torch.Tensor:
             if level == 0:

@@ -156,8 +156,16 @@ class TigerDecoderNet(nn.Module):
 
     @torch.no_grad()
     def step_fn(self, hist_codes: torch.Tensor, users: torch.Tensor):
-        cache = KVCache(len(self.blocks))
-        h_last, valid, last = self.prefill(hist_codes, cache)
+        return self.step_factory(hist_codes, users)()
+
+    def step_factory(self, hist_codes: torch.Tensor, users: torch.Tensor):
+        """The history's prefill (its keys/values), computed once; each call of the result starts a fresh decoding
+        from it (the cache's lists are copied, and its tensors are only ever replaced, never written in place)."""
+        prefix = KVCache(len(self.blocks))
+        h_last, valid, last = self.prefill(hist_codes, prefix)
+        return lambda: self._decode_from(prefix.copy(), h_last, valid, last)
+
+    def _decode_from(self, cache: KVCache, h_last: torch.Tensor, valid: torch.Tensor, last: torch.Tensor):
         state = {"keys": valid, "pos": last}
 
         def step(level: int, tokens: torch.Tensor | None, parents: torch.Tensor | None) -> torch.Tensor:

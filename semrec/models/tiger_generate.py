@@ -7,7 +7,9 @@ noise and such items almost never reach a top-k. With `unseen_last_code="sibling
 instead gets the mean probability of its trained siblings (the trained items under the same prefix): it ranks
 like an average item of its semantic group, which its prefix already earned.
 
-A model using this mixin provides `module.step_fn(hist_codes, users)` returning a `semrec.generation.StepFn`.
+A model using this mixin provides `module.step_factory(hist_codes, users)`: the per-user work (encoder, history
+state) done once, returning a function that starts a fresh `semrec.generation.StepFn` over it, so the cold-start
+reservation's second search does not encode the users again.
 """
 
 from __future__ import annotations
@@ -174,23 +176,25 @@ class GenerativeMixin:
 
         return wrapped
 
-    def _step(self, hc: torch.Tensor, users: torch.Tensor, hist: torch.Tensor) -> Any:
-        step = self.step_fn(hc, users, hist)
+    def _step(self, start: Any, rows: int) -> Any:
+        step = start()
         if getattr(self.config, "unseen_last_code", "model") == "siblings":
             n = min(len(self.seen), len(self.active))
             if (self.active[:n] & ~self.seen[:n]).any():
-                step = self._unseen_as_siblings(step, hc.shape[0])
+                step = self._unseen_as_siblings(step, rows)
         return step
 
-    def step_fn(self, hist_codes: torch.Tensor, users: torch.Tensor, hist_items: torch.Tensor):
-        """The network's step function for one batch of left-padded histories (codes, user tokens, items)."""
-        return self.module.step_fn(hist_codes, users)
+    def step_factory(self, hist_codes: torch.Tensor, users: torch.Tensor, hist_items: torch.Tensor):
+        """For one batch of left-padded histories (codes, user tokens, items): a function starting a fresh step
+        function of the network, the users' encoding shared by all of them."""
+        return self.module.step_factory(hist_codes, users)
 
     def _search(self, hc: torch.Tensor, users: torch.Tensor, hist: torch.Tensor, beam: int, k: int,
                 trie: CodeTrie | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         rows = hc.shape[0]
         trie = self.trie if trie is None else trie
-        items, scores = beam_search(self._step(hc, users, hist), trie, rows, beam, k)
+        start = self.step_factory(hc, users, hist)
+        items, scores = beam_search(self._step(start, rows), trie, rows, beam, k)
         n_new = int(round(self.config.reserve_new * k))
         new = trie.active[: len(self.seen)] & ~self.seen
         if n_new == 0 or not new.any():
@@ -200,7 +204,7 @@ class GenerativeMixin:
         # keep the normal search's order. Scores stay the model's own log-probabilities.
         new_trie = trie.subset(mask=new)
         n_new = min(n_new, int(new.sum()))
-        new_items, new_scores = beam_search(self._step(hc, users, hist), new_trie, rows, max(beam, n_new), n_new)
+        new_items, new_scores = beam_search(self._step(start, rows), new_trie, rows, max(beam, n_new), n_new)
         is_new = torch.as_tensor(new, device=items.device)[items.clamp(min=0)] & (items >= 0)
         old_scores, pos = torch.where(is_new, float("-inf"), scores).topk(k - n_new, dim=1)
         j = torch.arange(1, n_new + 1, device=items.device)

@@ -146,8 +146,16 @@ class TigerHierNet(nn.Module):
 
     @torch.no_grad()
     def step_fn(self, hist_codes: torch.Tensor, users: torch.Tensor, hist_items: torch.Tensor | None = None):
+        return self.step_factory(hist_codes, users, hist_items)()
+
+    def step_factory(self, hist_codes: torch.Tensor, users: torch.Tensor, hist_items: torch.Tensor | None = None):
+        """The item-level Transformer's state, computed once; each call of the result starts a fresh decoding."""
+        h = self.last_state(hist_codes, hist_items)
+        return lambda: self._decode_from(h)
+
+    def _decode_from(self, h: torch.Tensor):
         cache = KVCache(len(self.head))
-        state = {"h": self.last_state(hist_codes, hist_items)}
+        state = {"h": h}  # replaced, never written in place: searches started from one `h` stay independent
 
         def step(level: int, tokens: torch.Tensor | None, parents: torch.Tensor | None) -> torch.Tensor:
             if level == 0:
@@ -206,8 +214,8 @@ class TigerHier(GenerativeMixin, TorchRecommender):
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.module(item_codes(self.codes_on(batch["items"].device), batch["items"]), batch["items"])
 
-    def step_fn(self, hist_codes: torch.Tensor, users: torch.Tensor, hist_items: torch.Tensor):
-        return self.module.step_fn(hist_codes, users, hist_items)
+    def step_factory(self, hist_codes: torch.Tensor, users: torch.Tensor, hist_items: torch.Tensor):
+        return self.module.step_factory(hist_codes, users, hist_items)
 
     def score(self, histories: Sequences) -> torch.Tensor:
         raise NotImplementedError("tiger-hier ranks by constrained beam search: use recommend()")

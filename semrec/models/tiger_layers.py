@@ -183,6 +183,12 @@ class KVCache:
         self.k: list[torch.Tensor | None] = [None] * n_layers
         self.v: list[torch.Tensor | None] = [None] * n_layers
 
+    def copy(self) -> "KVCache":
+        """An independent cache over the same tensors (`reorder` and `extend` replace tensors, never write them)."""
+        out = KVCache(0)
+        out.k, out.v = list(self.k), list(self.v)
+        return out
+
     def reorder(self, parents: torch.Tensor) -> None:
         self.k = [t.index_select(0, parents) for t in self.k]
         self.v = [t.index_select(0, parents) for t in self.v]
