@@ -46,6 +46,37 @@ def test_adapter_is_a_gated_mixture_of_whitened_projections():
     assert torch.allclose(y, manual, atol=1e-5)
 
 
+def test_adapter_dropout_is_the_mask_nn_dropout_draws():
+    """Training: the same mask as nn.Dropout for the same seed; its scale sits on the weights (cheaper), same result."""
+    torch.manual_seed(0)
+    ad = MoEAdapter(10, 6, n_experts=3, dropout=0.25).train()
+    with torch.no_grad():
+        ad.bias.normal_()
+        ad.gate.weight.normal_()
+    x = torch.randn(40, 10)
+    torch.manual_seed(1)
+    y = ad(x)
+    torch.manual_seed(1)
+    xd = torch.nn.functional.dropout(x, 0.25, training=True)
+    w = ad.proj.view(10, 3, 6)
+    g = torch.softmax(xd @ ad.gate.weight.T, -1)
+    manual = sum(g[:, k:k + 1] * ((xd - ad.bias[k]) @ w[:, k]) for k in range(3))
+    assert torch.allclose(y, manual, atol=1e-5)
+    assert torch.equal(ad.eval()(x), ad(x))  # no dropout when scoring
+
+
+def test_training_item_table_is_the_gathered_one(one_torch_thread):
+    """The whole-catalogue item table (read straight from the ID table while training) equals the gathered one, with
+    items unseen in training getting no ID vector."""
+    train, vectors, _, _ = clustered()
+    m = TextSeq(len(vectors), vectors=vectors, item_repr="text+id", epochs=1, **SMALL).fit(train)
+    net = m.module.train()
+    net.seen[:5] = 0
+    everything = net.item_vectors()
+    assert torch.allclose(everything, net.item_vectors(torch.arange(len(vectors))), atol=1e-6)
+    assert torch.allclose(everything[:5], net.adapter(net.text[:5]), atol=1e-6)
+
+
 @pytest.mark.parametrize("repr_,has_adapter,has_id", [("text", True, False), ("id", False, True),
                                                       ("text+id", True, True)])
 def test_item_representations_and_vectors_equal_scores(repr_, has_adapter, has_id, one_torch_thread):

@@ -136,13 +136,16 @@ class TextSeqNet(nn.Module):
     def item_vectors(self, items: torch.Tensor | None = None, text: torch.Tensor | None = None) -> torch.Tensor:
         """(N, hidden) representation of `items` (all items when None); `text` replaces the cached text table."""
         idx = items if items is not None else torch.arange(len(self.text), device=self.text.device)
-        x = self.adapter((self.text if text is None else text)[idx]) if self.adapter is not None else 0
+        text = self.text if text is None else text
+        x = self.adapter(text if items is None else text[idx]) if self.adapter is not None else 0
         if self.id_emb is not None:
             rows = self.id_rows()[idx]
             keep = (rows >= 0)[:, None].float()
             if self.training and self.cfg.id_dropout and self.adapter is not None:
                 keep = keep * (torch.rand(len(self.text), device=keep.device)[idx, None] >= self.cfg.id_dropout)
-            x = x + self.id_emb(rows.clamp(min=0)) * keep
+            # training, all items: each row is the item's own (or none), so the table itself, not a gather of it
+            own = self.training and items is None and len(self.id_emb.weight) == len(rows)
+            x = x + (self.id_emb.weight if own else self.id_emb(rows.clamp(min=0))) * keep
         return x
 
     def id_rows(self, chunk: int = 4096) -> torch.Tensor:
