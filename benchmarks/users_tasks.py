@@ -1,12 +1,14 @@
 """User-vector task benchmarks (issue 9), written to benchmarks/results/users/:
 
 - `probe` (MovieLens-100K, users' gender / age band / occupation): a logistic-regression probe (standardised
-  inputs, C = 1, user-level 5-fold CV) on frozen user vectors, against the majority class and a
-  bag-of-items baseline (TF-IDF of the history + the same logistic regression), same 5 folds for every
-  attribute. Vectors: SASRec (ce), user-text
-  (no instructions), and the instruction-aware user-text given the matching instruction, trained per fold with
-  only the training fold's attributes (held-out users' attributes never reach training), beside that same
-  model's unconditioned vectors.
+  inputs, C chosen per fold by inner 3-fold CV on that fold's training users, user-level 5-fold CV) on frozen
+  user vectors, against the majority class and a bag-of-items baseline (TF-IDF of the history + the same
+  logistic regression, C tuned the same way), same 5 folds for every attribute. Vectors: SASRec (ce) and
+  user-text (no instructions), each as its own last state (`last`) and pooled over the whole history
+  (`mean` / `idf-mean` of SASRec's item vectors, of the frozen text vectors for user-text; semrec.users.pooling),
+  the concatenation of the two idf-mean vectors, and the instruction-aware user-text given the matching
+  instruction, trained per fold with only the training fold's attributes (held-out users' attributes never
+  reach training), beside that same model's unconditioned vectors.
 - `lookalike` (MovieLens-100K): seed segments of 20 users sharing an occupation (10 random draws per occupation
   with >= 40 users), expanded to 50 users by centroid cosine similarity; precision@50 = share of the expanded
   users with that occupation, against random (the occupation's share among the non-seed users).
@@ -14,7 +16,8 @@
   query only (w = 1) and history + query (w chosen on validation) on test, R@10 / N@10 with paired t-tests.
   The query is derived from the target's category, so this measures steering, not unaided prediction.
 
-    python benchmarks/users_tasks.py --task probe --budget 100 --instruct-budget 240 --threads 1
+    python benchmarks/users_tasks.py --task probe --epochs 200 --text-epochs 12 --instruct-epochs 8 --max-len 100 \
+        --threads 1 --instruct-folds-cached-only
     python benchmarks/users_tasks.py --task query --dataset beauty --threads 1 --budget 600
 """
 
@@ -41,12 +44,16 @@ from semrec.data import Sequences, leave_one_out  # noqa: E402
 from semrec.evaluation.significance import paired_tests  # noqa: E402
 from semrec.models import get_model_class  # noqa: E402
 from semrec.models.user.instruct import age_band, category_paths, dataset_tasks  # noqa: E402
-from semrec.users import expand_segment  # noqa: E402
+from semrec.users import expand_segment, user_vectors  # noqa: E402
 
 BENCH = "users"
 RESULTS = Path(__file__).resolve().parent / "results" / BENCH
 ATTRS = {"gender": "gender", "age": "age", "occupation": "occupation"}
-PROBE_CS = [0.01, 0.1, 1.0]  # probe regularisation, chosen by inner 3-fold CV on training users
+PROBE_CS = [0.001, 0.01, 0.1, 1.0, 10.0, 100.0]  # probe regularisation, chosen by inner 3-fold CV on training users
+POOLED = ("mean", "idf-mean")  # pooled user vectors (semrec.users.pooling) beside each model's last state
+PROBE_SETTING = ("logistic regression (standardised dense inputs; TF-IDF rows as they are), C in PROBE_CS chosen "
+                 "for each outer fold by inner 3-fold CV (log-loss) on that fold's training users only; 5-fold "
+                 "user CV (KFold, shuffled, seed 0)")
 
 
 def loadavg() -> list[float]:
@@ -78,8 +85,8 @@ def bag_of_items(hist: Sequences, n_items: int) -> Any:
 def probe_scores(x: Any, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], fold_x: list | None = None
                  ) -> dict[str, float]:
     """Mean macro-F1 and (one-vs-rest macro) AUC of a logistic-regression probe over the CV folds.
-    `fold_x[f]` replaces `x` for fold f (vectors from a model trained on that fold). C is chosen once, by inner
-    3-fold CV (log-loss) on the first fold's training users only (one choice per representation keeps it cheap)."""
+    `fold_x[f]` replaces `x` for fold f (vectors from a model trained on that fold). C is chosen for every fold by
+    inner 3-fold CV (log-loss) on that fold's training users only, the same way for every representation."""
     from scipy.sparse import issparse
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score, roc_auc_score
@@ -91,11 +98,12 @@ def probe_scores(x: Any, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray
         lr = LogisticRegression(C=c, max_iter=3000)
         return lr if issparse(xf) else make_pipeline(StandardScaler(), lr)
 
-    x0, tr0 = (fold_x[0] if fold_x is not None else x), folds[0][0]
-    c = max(PROBE_CS, key=lambda c: cross_val_score(probe(x0, c), x0[tr0], y[tr0], cv=3, scoring="neg_log_loss").mean())
-    f1s, aucs = [], []
+    f1s, aucs, cs = [], [], []
     for f, (tr, te) in enumerate(folds):
         xf = fold_x[f] if fold_x is not None else x
+        c = max(PROBE_CS, key=lambda c: cross_val_score(probe(xf, c), xf[tr], y[tr], cv=3,
+                                                        scoring="neg_log_loss").mean())
+        cs.append(c)
         clf = probe(xf, c).fit(xf[tr], y[tr])
         classes = clf.classes_
         proba = clf.predict_proba(xf[te])
@@ -108,8 +116,8 @@ def probe_scores(x: Any, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray
             p = proba[keep][:, present]
             aucs.append(roc_auc_score(y[te][keep], p / p.sum(1, keepdims=True), multi_class="ovr",
                                       average="macro", labels=classes[present]))
-    return {"macro_f1": float(np.mean(f1s)), "auc": float(np.mean(aucs)), "C": c,
-            "macro_f1_folds": [round(v, 4) for v in f1s]}
+    return {"macro_f1": float(np.mean(f1s)), "auc": float(np.mean(aucs)), "C_folds": cs,
+            "macro_f1_folds": [round(v, 4) for v in f1s], "auc_folds": [round(v, 4) for v in aucs]}
 
 
 def train_model(name: str, split: Any, budget: float | None, **opts: Any) -> Any:
@@ -131,13 +139,9 @@ def ml_training(args: argparse.Namespace, instruct: bool, part: str = "sasrec"
     return budget, {}, f"b{int(budget)}"
 
 
-def history_mean(hist: Sequences, table: np.ndarray) -> np.ndarray:
-    """Mean of an item table's rows over each history (a diagnostic: the whole history in the model's item space,
-    with no sequence model on top)."""
-    rows = np.repeat(np.arange(len(hist)), hist.lengths)
-    out = np.zeros((len(hist), table.shape[1]), np.float64)
-    np.add.at(out, rows, table[hist.items])
-    return (out / np.maximum(hist.lengths, 1)[:, None]).astype(np.float32)
+def model_dir(args: argparse.Namespace, part: str) -> Path:
+    """Where the trained ML-100K model of `part` (sasrec, user-text) is kept beside its cached vectors."""
+    return args.cache / f"ml-100k-{part}-{ml_training(args, False, part)[2]}-L{args.max_len}-model"
 
 
 def _part(args: argparse.Namespace, ds: Any, split: Any, folds: list, part: str, data_dir: Path) -> dict[str, Any]:
@@ -149,8 +153,8 @@ def _part(args: argparse.Namespace, ds: Any, split: Any, folds: list, part: str,
         opts = {"loss": "ce", "dropout": 0.3} if part == "sasrec" else {"dataset": str(data_dir)}
         budget, epochs, _ = ml_training(args, False, part)
         model = train_model(part, split, budget, max_len=args.max_len, **opts, **epochs)
+        model.save(model_dir(args, part))  # kept, so pooled vectors can be read from the very same model
         out[part] = model.embed_users(hist)
-        out[f"{part}-item-mean"] = history_mean(hist, model.item_embeddings())
     else:  # instruct-F: the instruction-aware model of CV fold F (attributes of the training users only)
         f = int(part.rsplit("-", 1)[1])
         budget, epochs, _ = ml_training(args, instruct=True)
@@ -174,7 +178,9 @@ def ml_vectors(args: argparse.Namespace, ds: Any, split: Any, folds: list, parts
                ) -> dict[str, Any]:
     """SASRec, user-text and per-fold instruction-aware vectors of every ML-100K user (histories before the test
     item). Each model is cached in `--cache` on its own, so training can be split over several runs and the probe
-    and the look-alike task use the very same models. Keys: `sasrec`, `user-text`, `<model>-item-mean`,
+    and the look-alike task use the very same models; pooled vectors are read from the kept sasrec / user-text
+    model with `user_vectors(model, hist, pool=...)` (user-text: its text vectors), idf popularity over the same
+    histories. Keys: `sasrec`, `user-text`, `<model>-mean`, `<model>-idf-mean`,
     `instruct-unconditioned-F`, `instruct-<attr>-F`, `instruct-answer-<attr>-F`; `meta-<part>` (JSON)."""
     parts = parts or ["sasrec", "user-text"] + [f"instruct-{f}" for f in range(len(folds))]
     out: dict[str, Any] = {}
@@ -186,7 +192,8 @@ def ml_vectors(args: argparse.Namespace, ds: Any, split: Any, folds: list, parts
         for part in parts:
             tag = ml_training(args, part.startswith("instruct"), part)[2]
             cache = args.cache / f"ml-100k-{part}-{tag}-L{args.max_len}.npz"
-            if not cache.exists():
+            kept = part.startswith("instruct") or (model_dir(args, part) / "model.safetensors").exists()
+            if not (cache.exists() and kept):  # sasrec / user-text: the model itself is needed for pooled vectors
                 vecs = _part(args, ds, split, folds, part, Path(tmp) / "ml")
                 args.cache.mkdir(parents=True, exist_ok=True)
                 np.savez(cache, **vecs)
@@ -196,9 +203,45 @@ def ml_vectors(args: argparse.Namespace, ds: Any, split: Any, folds: list, parts
                     if part.startswith("instruct"):
                         key = k if k == "meta" else f"instruct-{k}"
                         out[f"{key}-{part.rsplit('-', 1)[1]}" if k != "meta" else f"meta-{part}"] = z[k]
-                    else:
+                    elif not k.endswith("-item-mean"):  # older caches' diagnostic = `mean` below
                         out[f"meta-{part}" if k == "meta" else k] = z[k]
+            if not part.startswith("instruct"):
+                from semrec.models import Recommender
+
+                model = Recommender.load(model_dir(args, part))
+                source = "text" if part == "user-text" else "model"
+                for pool in POOLED:
+                    out[f"{part}-{pool}"] = user_vectors(model, split.test.histories, pool=pool, source=source)
     return out
+
+
+def user_vector_sets(vec: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Every exported user-vector representation, by `model/variant`: each model's last state, its pooled vectors
+    (user-text: of the frozen text vectors) and the concatenation of the two idf-mean vectors (each row unit
+    length first, so neither block dominates cosine similarity; fixed before any result was seen)."""
+    def unit(x: np.ndarray) -> np.ndarray:
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    out = {"sasrec": vec["sasrec"], "user-text": vec["user-text"]}
+    for pool in POOLED:
+        out[f"sasrec/{pool}"] = vec[f"sasrec-{pool}"]
+        out[f"user-text/text-{pool}"] = vec[f"user-text-{pool}"]
+    out["sasrec+user-text/idf-mean"] = np.hstack([unit(vec["sasrec-idf-mean"]), unit(vec["user-text-idf-mean"])])
+    return out
+
+
+def pooled_note(variant: str) -> dict[str, Any]:
+    """What a pooled row is, for its `extra` (empty for a model's own last state)."""
+    if "/" not in variant or variant.startswith("user-text-instruct"):
+        return {}
+    pool = variant.split("/")[1].removeprefix("text-")
+    source = "model item vectors" if variant.startswith("sasrec/") else (
+        "frozen text vectors (no training involved)" if variant.startswith("user-text/") else
+        "sasrec idf-mean (model item vectors) and user-text idf-mean (text vectors), each unit length, concatenated")
+    return {"pool": pool, "pool_source": source,
+            "note": "exported pooled user vector (semrec.users.user_vectors(pool=...)): the (idf-weighted) mean over "
+                    "the whole history; idf = log(n_users / users with the item) over the same 943 histories; for "
+                    "probing/segments/look-alikes, not retrieval"}
 
 
 def ml_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -270,10 +313,7 @@ def run_probe(args: argparse.Namespace) -> None:
                                 for tr, te in folds]))
         rows = {"majority": {"macro_f1": maj_f1, "auc": 0.5},
                 "bag-of-items": probe_scores(bag_of_items(hist, ds.n_items), y, folds),
-                "sasrec": probe_scores(vec["sasrec"], y, folds),
-                "user-text": probe_scores(vec["user-text"], y, folds),
-                "sasrec/item-mean": probe_scores(vec["sasrec-item-mean"], y, folds),
-                "user-text/item-mean": probe_scores(vec["user-text-item-mean"], y, folds)}
+                **{name: probe_scores(x, y, folds) for name, x in user_vector_sets(vec).items()}}
         have = [f for f in range(len(folds)) if f"instruct-unconditioned-{f}" in vec]
         if len(have) == len(folds):  # the probe needs the instruction-aware model of every fold
             rows["user-text-instruct/unconditioned"] = probe_scores(
@@ -284,8 +324,8 @@ def run_probe(args: argparse.Namespace) -> None:
         if readout is not None:  # the instruction-aware model's own answer, no probe
             rows["user-text-instruct/answer-readout"] = readout
         for variant, m in rows.items():
-            extra = {"task": f"probe-{attr}", "loadavg": loadavg(), **{k: v for k, v in m.items()
-                                                                       if k.endswith("folds") or k == "C"}}
+            extra = {"task": f"probe-{attr}", "loadavg": loadavg(), **pooled_note(variant),
+                     **{k: v for k, v in m.items() if k.endswith("folds")}}
             if variant not in ("majority", "bag-of-items"):
                 extra |= {"beats_majority": bool(m["macro_f1"] > maj_f1 and m["auc"] > 0.5),
                           "beats_bag_of_items": bool(m["macro_f1"] > rows["bag-of-items"]["macro_f1"]
@@ -303,18 +343,15 @@ def run_probe(args: argparse.Namespace) -> None:
                 extra["note"] = ("the instruction-aware model's own answer (softmax over the task's answer sentences "
                                  "given the instruction), no probe, on the held-out users of the folds listed; "
                                  "occupation: users with no occupation left out")
-            if variant.endswith("/item-mean"):
-                extra["note"] = ("diagnostic, not a user vector the model exports: the mean of the model's item "
-                                 "vectors over the whole history (user-text: the frozen text vectors)")
             part = variant.split("/")[0]
             selection = ({f: metas.get(f"instruct-{f}", {}).get("selection") for f in range(len(folds))}
-                         if part == "user-text-instruct" else (metas.get(part, {}).get("selection") or None))
+                         if part == "user-text-instruct" else
+                         {p: metas.get(p, {}).get("selection") for p in part.split("+")} if "+" in part else
+                         (metas.get(part, {}).get("selection") or None))
             record(BENCH, dataset="ml-100k", model=part, variant=variant.split("/")[-1],
                    split="cv5", metrics={"macro_f1": round(m["macro_f1"], 4), "auc": round(m["auc"], 4)},
                    timing={"train_all_models_s": round(base_s, 1)}, selection=selection,
-                   settings={"probe": "logistic regression, standardised, C in PROBE_CS chosen by inner 3-fold CV "
-                                      "(log-loss) on fold 0's training users; 5-fold user CV (KFold, shuffled, seed 0)",
-                             "probe_cs": PROBE_CS,
+                   settings={"probe": PROBE_SETTING, "probe_cs": PROBE_CS,
                              "history": "all items before each user's test item", **ml_settings(args),
                              "instruct_model": "user-text, batch 64, all 4 tasks per batch (top-genre, gender, "
                                                "age, occupation; attributes of the training fold only)",
@@ -331,10 +368,8 @@ def run_lookalike(args: argparse.Namespace) -> None:
     hist = split.test.histories
     folds = list(KFold(5, shuffle=True, random_state=0).split(np.zeros(ds.n_users)))
     cached = ml_vectors(args, ds, split, folds, ["sasrec", "user-text"])  # the probe's (no attribute supervision)
-    vecs = {"sasrec": cached["sasrec"], "user-text": cached["user-text"]}
+    vecs = user_vector_sets(cached)
     vecs["bag-of-items"] = bag_of_items(hist, ds.n_items).toarray().astype(np.float32)
-    for m in ("sasrec", "user-text"):  # diagnostics: the whole history in the model's item space
-        vecs[f"{m}/item-mean"] = cached[f"{m}-item-mean"]
     occ = np.asarray(ds.users["occupation"].fill_null("none").to_list())
     names, counts = np.unique(occ, return_counts=True)
     rng = np.random.default_rng(0)
@@ -352,12 +387,11 @@ def run_lookalike(args: argparse.Namespace) -> None:
         r = np.mean([x["random_precision@50"] for x in per.values()])
         test = ttest_1samp(diffs, 0.0, alternative="greater")
         part = model.split("/")[0] if model != "bag-of-items" else None
-        diag = {"note": "diagnostic, not a user vector the model exports: the mean of the model's item vectors over "
-                        "the whole history (user-text: the frozen text vectors)"} if "/" in model else {}
         record(BENCH, dataset="ml-100k", model=model.split("/")[0],
-               variant="centroid" + ("/item-mean" if "/" in model else ""), split=None,
+               variant="centroid" + (f"/{model.split('/')[1]}" if "/" in model else ""), split=None,
                metrics={"precision@50": round(float(p), 4)},
-               selection=(meta_of(cached, part).get("selection") or None) if part else None,
+               selection=(None if part is None else {q: meta_of(cached, q).get("selection") for q in part.split("+")}
+                          if "+" in part else meta_of(cached, part).get("selection") or None),
                settings={"seed_size": 20, "k": 50, "draws_per_occupation": 10, "min_occupation_users": 40,
                          "expansion": "cosine to the seed centroid", **ml_settings(args),
                          "history": "all items before each user's test item"},
@@ -368,7 +402,7 @@ def run_lookalike(args: argparse.Namespace) -> None:
                                       "occupation's random precision@50)",
                       "occupations_above_random": int(sum(x["precision@50"] > x["random_precision@50"]
                                                           for x in per.values())),
-                      "occupations": len(per), "per_occupation": per, "loadavg": loadavg(), **diag},
+                      "occupations": len(per), "per_occupation": per, "loadavg": loadavg(), **pooled_note(model)},
                name=f"lookalike_ml-100k_{model.replace('/', '-')}")
         print(model, round(float(p), 4), "random", round(float(r), 4), "p", test.pvalue, flush=True)
 
