@@ -102,6 +102,18 @@ def test_nproc_refuses_models_without_the_training_loop(data, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_an_error_only_the_data_reveals_fails_every_process_with_its_line_and_exit_code(data, tmp_path):
+    """freedom without item features passes the option checks and fails in each process: the command exits 2
+    with each process's one-line error, not 0, and without torchrun's failure report (a traceback) on top."""
+    res = subprocess.run([sys.executable, "-m", "semrec", "train", "freedom", "--data", str(data), "--out",
+                          str(tmp_path / "r"), "--nproc", "2", "--threads", "1"], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.stderr.count("error: freedom needs item features") == 2
+    assert "Traceback" not in res.stderr and "ChildFailedError" not in res.stderr
+    assert not (tmp_path / "r").exists()
+
+
 def test_shard_batch_splits_rows_and_keeps_shared_entries():
     batch = {"inputs": torch.arange(10).reshape(5, 2), "targets": torch.arange(5), "negatives": torch.arange(5),
              "pool": torch.arange(3), "note": "x"}

@@ -60,7 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     _register()
     usage_errors, aborts = _click_exceptions()
     try:
-        app(args=argv, prog_name="semrec", standalone_mode=False)
+        code = app(args=argv, prog_name="semrec", standalone_mode=False)
+        if isinstance(code, int) and code:  # outside standalone mode click returns a typer.Exit's code
+            sys.exit(code)
     except (typer.Exit, SystemExit) as e:
         code = getattr(e, "exit_code", getattr(e, "code", 0))
         sys.exit(code or 0)

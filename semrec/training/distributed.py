@@ -165,17 +165,26 @@ def barrier(world: World) -> None:
 
 
 def launch_local(nproc: int, args: list[str]) -> int:
-    """Run `python -m semrec ARGS` as `nproc` processes on this machine under torchrun; its exit status.
+    """Run `python -m semrec ARGS` as `nproc` processes on this machine under torchrun's agent (in this process);
+    the exit status of the first process that failed, else 0.
 
-    `semrec train ... --nproc N` calls this after checking its options, so bad input fails once, here."""
-    import subprocess
-    import sys
+    `semrec train ... --nproc N` calls this after checking its options, so bad input fails once, before; what only
+    the data can reveal fails in every process, each printing its one-line `error:`, and torchrun's report of the
+    failed processes (a traceback-shaped summary) is not printed on top of them."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
 
     if env_world().active:
         raise ConfigError("--nproc inside a torchrun launch: give the process count to torchrun only")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "semrec", *without_option(args, "--nproc")]
-    return subprocess.call(cmd)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's own default, set here so it does not warn about it
+    launch = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "semrec",
+                                           *without_option(args, "--nproc")])
+    try:
+        run(launch)
+    except ChildFailedError as e:
+        _rank, failure = e.get_first_failure()
+        return failure.exitcode if failure.exitcode > 0 else 1
+    return 0
 
 
 def without_option(args: list[str], flag: str) -> list[str]:
