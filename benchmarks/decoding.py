@@ -10,7 +10,13 @@ scores the whole catalogue exactly; it is timed on the same histories right afte
 Throughput does not depend on the weights, so by default the model is untrained (seeded); pass --model RUN/model
 to time a trained one.
 
+`--reserve-new 0.2` times the cold-start reservation instead: beam search with `reserve_new` 0 and 0.2 on the same
+histories, alternated `--repeats` times in one process (medians), `extra.reserve_cost_ratio` = time(0.2) /
+time(0). An untrained model has no unseen items, so `--unseen-share` marks a random share of the catalogue as never
+trained (a trained cold-split model keeps its own).
+
     python benchmarks/decoding.py --dataset beauty --beams 1 5 10 20 50
+    python benchmarks/decoding.py --dataset beauty --arch tiger-hier --beams 20 --reserve-new 0.2 --unseen-share 0.05
 """
 
 from __future__ import annotations
@@ -79,6 +85,10 @@ def main() -> None:
     ap.add_argument("--vs-arch", default="tiger-hier", help="tiger-set: the beam-search model it is compared with")
     ap.add_argument("--vs-model", default=None, help="tiger-set: a saved beam-search model folder instead")
     ap.add_argument("--vs-beam", type=int, default=20)
+    ap.add_argument("--reserve-new", type=float, default=0.0, help="time this reserve_new share against 0")
+    ap.add_argument("--unseen-share", type=float, default=0.05,
+                    help="with --reserve-new on an untrained model: share of items marked never trained")
+    ap.add_argument("--repeats", type=int, default=3, help="with --reserve-new: alternations (medians)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -92,6 +102,8 @@ def main() -> None:
         model = get_model_class(args.arch)(len(codes), codes=codes, device=args.device,
                                            decode_batch=args.decode_batch).build()
     model.module.eval()
+    if args.reserve_new:
+        return time_reserve(args, model, hist, source)
     n_levels = codes.shape[1]
     codes_t = torch.as_tensor(model.codes)
     for beam in args.beams:
@@ -130,6 +142,45 @@ def main() -> None:
                       "loadavg_before": [round(x, 2) for x in load0],
                       "loadavg_after": [round(x, 2) for x in os.getloadavg()], "trie": repr(model.trie)},
                name=f"{args.dataset}_{stem}_beam{beam}{'_bf16' if args.bf16 else ''}{tag}")
+    write_results_md()
+
+
+def time_reserve(args, model, hist: Sequences, source: str) -> None:
+    """Beam search with reserve_new 0 and `args.reserve_new`, alternated in one process: the reservation's cost."""
+    if not args.model:  # untrained: mark a random share of the catalogue as never trained
+        model.seen = np.random.default_rng(3).random(len(model.codes)) >= args.unseen_share
+    beam = args.beams[0]
+    k = min(args.k, beam)
+    times: dict[float, list[float]] = {0.0: [], args.reserve_new: []}
+    load0 = os.getloadavg()
+    for _ in range(args.repeats):
+        for share in times:
+            model.config.reserve_new = share
+            model.recommend(hist.select(np.arange(min(64, len(hist)))), k=k, beam=beam)  # warm-up
+            t0 = time.perf_counter()
+            items, _ = model.recommend(hist, k=k, beam=beam)
+            times[share].append(time.perf_counter() - t0)
+    unseen = ~model.seen[np.clip(items, 0, len(model.seen) - 1)]
+    med = {share: float(np.median(t)) for share, t in times.items()}
+    ratio = med[args.reserve_new] / med[0.0]
+    print(f"{model.name} beam {beam}: reserve 0 {len(hist) / med[0.0]:.1f} users/s, reserve {args.reserve_new} "
+          f"{len(hist) / med[args.reserve_new]:.1f} users/s: cost ratio {ratio:.2f}; unseen share of lists "
+          f"{unseen.mean():.3f}")
+    tag = f"_{args.tag}" if args.tag else ""
+    record("decoding", dataset=args.dataset, model=model.name, variant=f"beam{beam}-reserve{args.reserve_new}{tag}",
+           split=None, timing={"wall_s": round(med[args.reserve_new], 3)}, device=args.device,
+           settings={"beam": beam, "k": k, "users": len(hist), "reserve_new": args.reserve_new,
+                     "unseen_items": int((~model.seen).sum()), "n_items": len(model.codes), "codes": source,
+                     "repeats": args.repeats, "threads": torch.get_num_threads(),
+                     "how": "reserve 0 and reserve_new alternated in one process, medians"},
+           extra={"beam": beam, "reserve_new": args.reserve_new, "reserve_cost_ratio": round(ratio, 3),
+                  "users_per_s": round(len(hist) / med[args.reserve_new], 1),
+                  "users_per_s_reserve0": round(len(hist) / med[0.0], 1),
+                  "times_s": {str(s): [round(t, 3) for t in ts] for s, ts in times.items()},
+                  "unseen_share_of_lists": round(float(unseen.mean()), 4), "target": {"reserve_cost_ratio": 1.3},
+                  "target_met": ratio <= 1.3, "loadavg_before": [round(x, 2) for x in load0],
+                  "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
+           name=f"{args.dataset}_{model.name.replace('-', '_')}_beam{beam}_reserve{args.reserve_new}{tag}")
     write_results_md()
 
 
