@@ -111,6 +111,8 @@ def main() -> None:
     ap.add_argument("--balanced", action="store_true")
     ap.add_argument("--skip-baselines", action="store_true", help="only the generative model")
     ap.add_argument("--baselines-only", action="store_true", help="only the ID baselines (SASRec ce, MostPop)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="generative: evaluate the model saved by an earlier run (runs/cold_start/DATASET_MODEL)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -135,21 +137,25 @@ def main() -> None:
 
 def generative_rows(args, ds, split, cold_rows, is_cold, common, warm, load0) -> None:
     """One generative model on the cold split, one row per reserve share."""
-    from semrec.models.base import get_model_class
+    from semrec.models.base import Recommender, get_model_class
 
     codes, code_info = build_codes(ds, fit_items=warm, balanced=args.balanced,
                                    cf=split.train if args.codes == "text+cf" else None)
 
     # --- TIGER: one model, several reserve shares
-    t0 = time.perf_counter()
-    # every generative model is trained by semrec.training (early stopping on validation)
-    model = get_model_class(args.model)(ds.n_items, codes=codes, **{
-        "train.epochs": args.epochs, "train.max_train_seconds": args.max_train_minutes * 60,
-        **parse_sets(args.set)})
-    model.fit(split.train, split.valid)
-    train_s = time.perf_counter() - t0
-    losses = [r["loss"] for r in model.history.records]
-    model.save(Path(__file__).resolve().parent.parent / "runs" / "cold_start" / f"{args.dataset}_{args.model}")
+    saved = Path(__file__).resolve().parent.parent / "runs" / "cold_start" / f"{args.dataset}_{args.model}"
+    if args.reuse:  # the model this script trained and saved before: only the decoding is evaluated again
+        model, train_s, losses = Recommender.load(saved), None, None
+    else:
+        t0 = time.perf_counter()
+        # every generative model is trained by semrec.training (early stopping on validation)
+        model = get_model_class(args.model)(ds.n_items, codes=codes, **{
+            "train.epochs": args.epochs, "train.max_train_seconds": args.max_train_minutes * 60,
+            **parse_sets(args.set)})
+        model.fit(split.train, split.valid)
+        train_s = round(time.perf_counter() - t0, 1)
+        losses = [round(r["loss"], 4) for r in model.history.records]
+        model.save(saved)
     for share in args.reserve:
         model.config.reserve_new = share
         t1 = time.perf_counter()
@@ -157,11 +163,11 @@ def generative_rows(args, ds, split, cold_rows, is_cold, common, warm, load0) ->
         cold, extra = report(top, split.test, cold_rows, is_cold)
         print(f"{args.model} reserve {share}: cold {cold} | {extra}")
         record("cold_start", dataset=args.dataset, model="tiger", variant=f"{args.model}-reserve{share}",
-               split="test-cold", metrics=cold, timing={"train_s": round(train_s, 1), "eval_s": round(time.perf_counter() - t1, 1)},
+               split="test-cold", metrics=cold, timing={"train_s": train_s, "eval_s": round(time.perf_counter() - t1, 1)},
                settings={**common, "codes": code_info, "reserve_new": share, "model": args.model,
                          "epochs": args.epochs, "beam": model.config.beam},
-               extra={**extra, "reserve_new": share, "loadavg": [round(x, 2) for x in load0],
-                      "loss": [round(x, 4) for x in losses]},
+               extra={**extra, "reserve_new": share, "loadavg": [round(x, 2) for x in load0], "loss": losses,
+                      "reused_model": str(saved) if args.reuse else None},
                name=f"{args.dataset}_{args.model}_reserve{share}")
 
 
