@@ -268,7 +268,8 @@ def fit_exponents() -> None:
     series: dict[str, list[tuple[Path, dict]]] = {}
     for f in files:
         rec = json.loads(f.read_text())
-        series.setdefault(rec["model"], []).append((f, rec))
+        if "size" in rec.get("extra", {}):  # not benchmarks/distributed.py's rows, which share the folder
+            series.setdefault(rec["model"], []).append((f, rec))
     plot = {}
     for step, recs in series.items():
         recs.sort(key=lambda fr: fr[1]["extra"]["size"])
