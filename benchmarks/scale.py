@@ -95,8 +95,8 @@ def _vm(field: str) -> float | None:
         for line in open("/proc/self/status"):
             if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    except OSError:  # no /proc: not Linux
+        return None
     return None
 
 

@@ -94,6 +94,18 @@ def recbole_cpu_s(log: dict[str, Any], epoch: int, samples: Path | None) -> floa
     return float(np.interp(row["end_unix"], t, ticks)) / os.sysconf("SC_CLK_TCK") - float(log["prep_s"])
 
 
+def check_split(split: Split, user_ids: np.ndarray, item_ids: np.ndarray, recbole_split: Path,
+                compare: Any = None) -> dict | None:
+    """`compare` (default `split_mismatches`) against RecBole's dumped split when the file exists (None otherwise);
+    a differing split stops the benchmark."""
+    if not recbole_split.exists():
+        return None
+    mismatches = (compare or split_mismatches)(split, user_ids, item_ids, json.loads(recbole_split.read_text()))
+    if any(mismatches.values()):
+        raise SystemExit(f"RecBole's split differs from ours in {mismatches} rows ({recbole_split})")
+    return mismatches
+
+
 def split_mismatches(split: Split, user_ids: np.ndarray, item_ids: np.ndarray, recbole_rows: dict[str, Any]
                      ) -> dict[str, int]:
     """Rows of RecBole's valid/test split whose (user, target item, history length) differ from ours
@@ -270,11 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         return tune(args, split, settings)
     if args.recbole_log.exists():  # else RecBole has not finished preprocessing yet: checked at the end
         check_settings(json.loads(args.recbole_log.read_text()), str(args.recbole_log))
-    mismatches = None
-    if args.recbole_split.exists():
-        mismatches = split_mismatches(split, user_ids, item_ids, json.loads(args.recbole_split.read_text()))
-        if any(mismatches.values()):
-            raise SystemExit(f"RecBole's split differs from ours in {mismatches} rows ({args.recbole_split})")
+    mismatches = check_split(split, user_ids, item_ids, args.recbole_split)
 
     load_start = [round(x, 2) for x in os.getloadavg()]
     commit_at_start = git_commit()  # the code that trained (others may commit while this runs)

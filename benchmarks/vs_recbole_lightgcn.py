@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import SHARED_DATA, git_commit, record, selection_of, write_results_md  # noqa: E402
-from vs_recbole import WORK, fit_with_epoch_clock, load_beauty, wait_for_recbole  # noqa: E402
+from vs_recbole import WORK, check_split, fit_with_epoch_clock, load_beauty, wait_for_recbole  # noqa: E402
 
 METRIC = "ndcg@10"
 # Our LightGCN options matching recbole_lightgcn.py's HYPER, RecBole's xavier-uniform init included (ours defaults
@@ -146,11 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     split, user_ids, item_ids = load_beauty(args.data_root)
-    mismatches = None
-    if args.recbole_split.exists():
-        mismatches = split_mismatches(split, user_ids, item_ids, json.loads(args.recbole_split.read_text()))
-        if any(mismatches.values()):
-            raise SystemExit(f"RecBole's split differs from ours in {mismatches} rows ({args.recbole_split})")
+    mismatches = check_split(split, user_ids, item_ids, args.recbole_split, compare=split_mismatches)
     load_start = [round(x, 2) for x in os.getloadavg()]
     commit_at_start = git_commit()
     if args.from_log is not None:
