@@ -12,7 +12,7 @@ import torch
 from semrec.data import Sequences, leave_one_out
 from semrec.errors import ConfigError, DataError
 from semrec.models import Recommender, get_model_class
-from semrec.models.layers import attention_mask, next_item_loss, next_item_pairs, padded_tokens, sample_negatives
+from semrec.models.layers import Dropout, attention_mask, next_item_loss, next_item_pairs, padded_tokens, sample_negatives
 
 FAST = dict(epochs=1, batch_size=256, progress=False)
 
@@ -61,6 +61,23 @@ def test_attention_mask_causal_padding_and_self():
                  [0, 1, 1]]
     b = attention_mask(tokens, causal=False)[0].int().tolist()
     assert b == [[1, 1, 1], [0, 1, 1], [0, 1, 1]]
+
+
+def test_dropout_keeps_the_right_share_scales_kept_values_and_masks_gradients():
+    """semrec's CPU Dropout (a torch.rand mask) has nn.Dropout's distribution: keep with probability 1 - p, kept
+    values scaled by 1 / (1 - p), gradient zero where dropped; identity when scoring and at p = 0."""
+    torch.manual_seed(0)
+    x = torch.rand(400, 500) + 1.0  # no zeros: a zero output means dropped
+    x.requires_grad_(True)
+    drop = Dropout(0.3).train()
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.005  # 200,000 draws: 5 standard deviations is ~0.005
+    assert torch.allclose(y[kept], x[kept] / 0.7)
+    y.sum().backward()
+    assert torch.allclose(x.grad, kept.float() / 0.7)
+    assert torch.equal(drop.eval()(x), x)
+    assert torch.equal(Dropout(0.0).train()(x), x)
 
 
 def test_sample_negatives_avoids_history_tokens():

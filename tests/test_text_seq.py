@@ -46,8 +46,11 @@ def test_adapter_is_a_gated_mixture_of_whitened_projections():
     assert torch.allclose(y, manual, atol=1e-5)
 
 
-def test_adapter_dropout_is_the_mask_nn_dropout_draws():
-    """Training: the same mask as nn.Dropout for the same seed; its scale sits on the weights (cheaper), same result."""
+def test_adapter_dropout_is_the_mask_the_shared_dropout_draws():
+    """Training: the same mask as semrec's Dropout for the same seed; its scale sits on the weights (cheaper), same
+    result."""
+    from semrec.models.layers import Dropout
+
     torch.manual_seed(0)
     ad = MoEAdapter(10, 6, n_experts=3, dropout=0.25).train()
     with torch.no_grad():
@@ -57,7 +60,7 @@ def test_adapter_dropout_is_the_mask_nn_dropout_draws():
     torch.manual_seed(1)
     y = ad(x)
     torch.manual_seed(1)
-    xd = torch.nn.functional.dropout(x, 0.25, training=True)
+    xd = Dropout(0.25).train()(x)
     w = ad.proj.view(10, 3, 6)
     g = torch.softmax(xd @ ad.gate.weight.T, -1)
     manual = sum(g[:, k:k + 1] * ((xd - ad.bias[k]) @ w[:, k]) for k in range(3))

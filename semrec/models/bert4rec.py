@@ -19,8 +19,8 @@ from torch import nn
 from semrec.data.sequences import Sequences
 from semrec.errors import ConfigError
 from semrec.models.base import TorchRecommender, register
-from semrec.models.layers import (PAD, Block, attention_mask, check_items, epoch_rows, init_weights, padded_tokens,
-                                  positions)
+from semrec.models.layers import (PAD, Block, Dropout, attention_mask, check_items, epoch_rows, init_weights,
+                                  padded_tokens, positions)
 from semrec.training.config import TrainConfig
 
 
@@ -56,7 +56,7 @@ class BERT4RecModule(nn.Module):
         self.item_emb = nn.Embedding(n_items + 2, cfg.hidden, padding_idx=PAD)
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
         self.ln_in = nn.LayerNorm(cfg.hidden)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg.hidden, cfg.n_heads, cfg.dropout, activation="gelu")
                                     for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.hidden)

@@ -19,7 +19,7 @@ from torch import nn
 from semrec.data.sequences import Sequences
 from semrec.errors import ConfigError
 from semrec.models.base import TorchRecommender, register
-from semrec.models.layers import (PAD, check_items, epoch_rows, init_weights, next_item_loss, next_item_pairs,
+from semrec.models.layers import (PAD, Dropout, check_items, epoch_rows, init_weights, next_item_loss, next_item_pairs,
                                   padded_tokens)
 from semrec.training.config import TrainConfig
 
@@ -47,7 +47,7 @@ class GRU4RecModule(nn.Module):
     def __init__(self, n_items: int, cfg: GRU4RecConfig):
         super().__init__()
         self.item_emb = nn.Embedding(n_items + 1, cfg.embedding, padding_idx=PAD)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.gru = nn.GRU(cfg.embedding, cfg.hidden, num_layers=cfg.n_layers, batch_first=True)
         self.proj = nn.Linear(cfg.hidden, cfg.embedding)
         init_weights(self)

@@ -74,6 +74,17 @@ def prefix_rows(seqs: Sequences, width: int) -> Sequences:
     return Sequences(offsets, seqs.items[idx])
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout whose CPU mask comes from `torch.rand` rather than `bernoulli_`: the same distribution
+    (keep with probability 1 - p, kept values scaled by 1 / (1 - p)), about 3x cheaper forward and backward on
+    CPU, where dropout masks were ~23% of a SASRec training step. Other devices use the fused kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or not 0 < self.p < 1 or x.device.type != "cpu":
+            return super().forward(x)
+        return x * torch.rand_like(x).ge_(self.p).mul_(1.0 / (1.0 - self.p))
+
+
 class MLP(nn.Module):
     """Position-wise feed-forward layer of a Transformer block."""
 
@@ -82,7 +93,7 @@ class MLP(nn.Module):
         self.fc = nn.Linear(hidden, inner)
         self.proj = nn.Linear(inner, hidden)
         self.act = nn.GELU() if activation == "gelu" else nn.ReLU()
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop(self.proj(self.drop(self.act(self.fc(x)))))
@@ -99,7 +110,7 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.proj = nn.Linear(hidden, hidden)
         self.dropout = dropout
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape

@@ -20,7 +20,7 @@ from torch import nn
 from semrec.data.sequences import Sequences
 from semrec.errors import ConfigError
 from semrec.models.base import TorchRecommender, register
-from semrec.models.layers import (LOSSES, PAD, Block, attention_mask, check_items, epoch_rows, init_weights,
+from semrec.models.layers import (LOSSES, PAD, Block, Dropout, attention_mask, check_items, epoch_rows, init_weights,
                                   next_item_loss, next_item_pairs, padded_tokens, positions, prefix_rows,
                                   sample_negatives)
 from semrec.training.config import TrainConfig
@@ -75,7 +75,7 @@ class SASRecModule(nn.Module):
         self.n_items, self.max_len, self.hidden = n_items, cfg.max_len, cfg.hidden
         self.item_emb = nn.Embedding(n_items + 1, cfg.hidden, padding_idx=PAD)
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg.hidden, cfg.n_heads, cfg.dropout, activation="relu", inner=cfg.inner)
                                     for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.hidden)

@@ -25,6 +25,7 @@ from semrec.models.base import TorchRecommender, register
 from semrec.models.tiger_generate import GenerativeMixin
 from semrec.models.tiger_layers import (Block, CodeTokens, KVCache, bucketed_batches, item_codes, next_item_pairs,
                                         trim_left)
+from semrec.models.layers import Dropout
 from semrec.training.config import TrainConfig
 
 
@@ -77,7 +78,7 @@ class TigerNet(nn.Module):
         block = lambda cross: Block(d, cfg.n_heads, cfg.d_head, cfg.d_ff, cfg.dropout, cross)  # noqa: E731
         self.encoder = nn.ModuleList([block(False) for _ in range(cfg.encoder_layers)])
         self.decoder = nn.ModuleList([block(True) for _ in range(cfg.decoder_layers)])
-        self.enc_ln, self.dec_ln, self.drop = nn.LayerNorm(d), nn.LayerNorm(d), nn.Dropout(cfg.dropout)
+        self.enc_ln, self.dec_ln, self.drop = nn.LayerNorm(d), nn.LayerNorm(d), Dropout(cfg.dropout)
         self.apply(self._init)
 
     @staticmethod

@@ -23,6 +23,7 @@ from semrec.errors import ConfigError
 from semrec.models.base import TorchRecommender, register
 from semrec.models.tiger_generate import GenerativeMixin
 from semrec.models.tiger_layers import Block, CodeTokens, KVCache, bucketed_batches, item_codes
+from semrec.models.layers import Dropout
 from semrec.training.config import TrainConfig
 
 
@@ -89,7 +90,7 @@ class TigerDecoderNet(nn.Module):
         self.pos = nn.Embedding(cfg.max_history + 1, d)
         self.kind = nn.Embedding(self.n_levels, d)  # 0: item vector, j: the (j-1)-th code of the next item
         self.blocks = nn.ModuleList([Block(d, cfg.n_heads, cfg.d_head, cfg.d_ff, cfg.dropout) for _ in range(cfg.n_layers)])
-        self.ln, self.drop = nn.LayerNorm(d), nn.Dropout(cfg.dropout)
+        self.ln, self.drop = nn.LayerNorm(d), Dropout(cfg.dropout)
         for mod in self.modules():
             if isinstance(mod, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(mod.weight, std=0.02)

@@ -26,6 +26,7 @@ from semrec.models.base import TorchRecommender, register
 from semrec.models.tiger_decoder import training_windows
 from semrec.models.tiger_generate import GenerativeMixin
 from semrec.models.tiger_layers import Block, CodeTokens, KVCache, bucketed_batches, item_codes
+from semrec.models.layers import Dropout
 from semrec.training.config import TrainConfig
 
 
@@ -77,7 +78,7 @@ class TigerHierNet(nn.Module):
         self.pos = nn.Embedding(cfg.max_history, d)
         self.level = nn.Embedding(self.n_levels, d)  # head position j predicts level j
         self.items, self.head = blocks(cfg.n_layers), blocks(cfg.head_layers)
-        self.ln_items, self.ln_head, self.drop = nn.LayerNorm(d), nn.LayerNorm(d), nn.Dropout(cfg.dropout)
+        self.ln_items, self.ln_head, self.drop = nn.LayerNorm(d), nn.LayerNorm(d), Dropout(cfg.dropout)
         for mod in self.modules():
             if isinstance(mod, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(mod.weight, std=0.02)

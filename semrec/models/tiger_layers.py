@@ -16,6 +16,7 @@ from torch import nn
 
 from semrec.data.sequences import Sequences
 from semrec.errors import DataError
+from semrec.models.layers import Dropout
 from semrec.semantic_ids.importing import check_collision_free
 
 
@@ -125,7 +126,7 @@ class Attention(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, d_model: int, d_ff: int, dropout: float):
         super().__init__()
-        self.fc, self.proj, self.drop = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model), nn.Dropout(dropout)
+        self.fc, self.proj, self.drop = nn.Linear(d_model, d_ff), nn.Linear(d_ff, d_model), Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop(self.proj(self.drop(F.relu(self.fc(x)))))
@@ -139,7 +140,7 @@ class Block(nn.Module):
         self.ln1, self.attn = nn.LayerNorm(d_model), Attention(d_model, n_heads, d_head, dropout)
         self.ln_x, self.xattn = (nn.LayerNorm(d_model), Attention(d_model, n_heads, d_head, dropout)) if cross else (None, None)
         self.ln2, self.ff = nn.LayerNorm(d_model), FeedForward(d_model, d_ff, dropout)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, causal: bool = False,
                 memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None, memory_mask: torch.Tensor | None = None,

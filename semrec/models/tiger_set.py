@@ -25,6 +25,7 @@ from semrec.errors import ConfigError
 from semrec.models.base import TorchRecommender, register
 from semrec.models.tiger_decoder import training_windows
 from semrec.models.tiger_layers import Block, bucketed_batches, load_codes
+from semrec.models.layers import Dropout
 from semrec.training.config import TrainConfig
 
 
@@ -72,7 +73,7 @@ class TigerSetNet(nn.Module):
         self.pos = nn.Embedding(cfg.max_history, d)
         self.blocks = nn.ModuleList([Block(d, cfg.n_heads, cfg.d_head, cfg.d_ff, cfg.dropout)
                                      for _ in range(cfg.n_layers)])
-        self.ln, self.drop = nn.LayerNorm(d), nn.Dropout(cfg.dropout)
+        self.ln, self.drop = nn.LayerNorm(d), Dropout(cfg.dropout)
         self.proj = nn.Linear(d, n_digits * cfg.head_dim)  # the user state seen by each digit
         self.out = nn.Parameter(torch.zeros(n_digits, codebook, cfg.head_dim))  # per-digit output codewords
         for mod in self.modules():

