@@ -332,7 +332,13 @@ def main() -> None:
     out_dir = run_dir(args.dataset, f"text-seq-{label}")
     train_opts = {"max_train_seconds": args.minutes * 60, "progress": False, "num_threads": args.threads,
                   "lr_schedule": "cosine", "log_path": str(out_dir / f"{args.tag or 'test'}.log.jsonl")}
-    model = get_model_class("text-seq")(ds.n_items, vectors=vectors, **overrides)
+    categories = None
+    if overrides.get("category_weight"):  # M2TRec-style auxiliary: the next item's category, from the item table
+        from semrec.models.text.item_vectors import category_labels
+
+        categories = category_labels(ds.items, overrides.setdefault("category_field", "categories"),
+                                     overrides.get("category_level", 1))
+    model = get_model_class("text-seq")(ds.n_items, vectors=vectors, categories=categories, **overrides)
     model.config = dataclasses.replace(model.config, train=dataclasses.replace(
         model.config.train, **{k: v for k, v in train_opts.items() if f"train.{k}" not in overrides}))
     Path(train_opts["log_path"]).parent.mkdir(parents=True, exist_ok=True)
