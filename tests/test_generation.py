@@ -116,8 +116,8 @@ def test_disambiguate_renumbers_last_level():
     assert disambiguate(codes).tolist() == [[1, 2, 0], [0, 0, 0], [1, 2, 1], [1, 2, 2], [0, 1, 0]]
 
 
-@pytest.mark.parametrize("arch,unseen_last_code", [("tiger", "model"), ("tiger-decoder", "model"),
-                                                    ("tiger-hier", "model"), ("tiger-hier", "siblings")])
+@pytest.mark.parametrize("arch,unseen_last_code", [(arch, mode) for arch in ("tiger", "tiger-decoder", "tiger-hier")
+                                                    for mode in ("model", "siblings")])
 def test_reserved_search_shares_the_users_encoding_and_returns_what_re_encoding_returns(arch, unseen_last_code):
     """reserve_new runs a second search over the unseen items' trie from the same encoding of the users
     (`step_factory`); the lists equal those of encoding the users again for that search (the old path)."""
@@ -127,8 +127,7 @@ def test_reserved_search_shares_the_users_encoding_and_returns_what_re_encoding_
 
     torch.manual_seed(0)
     codes = random_codes(60, [4, 4, 4], seed=1)
-    model = get_model_class(arch)(60, codes=codes, unseen_last_code=unseen_last_code).build() \
-        if arch == "tiger-hier" else get_model_class(arch)(60, codes=codes).build()
+    model = get_model_class(arch)(60, codes=codes, unseen_last_code=unseen_last_code).build()
     model.module.eval()
     model.seen = np.arange(60) % 5 != 0  # 12 items never trained
     model.config.reserve_new = 0.4
@@ -141,3 +140,30 @@ def test_reserved_search_shares_the_users_encoding_and_returns_what_re_encoding_
     again_items, again_scores = model.recommend(hist, k=5, beam=6)
     assert items.tolist() == again_items.tolist()
     np.testing.assert_allclose(scores, again_scores, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["tiger", "tiger-decoder", "tiger-hier"])
+def test_unseen_item_scores_as_the_mean_probability_of_its_trained_siblings(arch):
+    """unseen_last_code=siblings: an item never trained scores log(mean p) of the trained items under its prefix,
+    i.e. logsumexp of their full scores minus log(count); read off an exhaustive search (beam >= every level)."""
+    from semrec.data import Sequences
+    from semrec.models import get_model_class
+    from tests.generative_checks import random_codes
+
+    torch.manual_seed(0)
+    codes = random_codes(60, [4, 4, 4], seed=1)
+    model = get_model_class(arch)(60, codes=codes, unseen_last_code="siblings").build()
+    model.module.eval()
+    model.seen = np.arange(60) % 5 != 0
+    hist = Sequences.from_lists([[1, 2, 3], [7, 8], [11]])
+    items, scores = model.recommend(hist, k=60, beam=60)
+    checked = 0
+    for row_items, row_scores in zip(items, scores):
+        score = dict(zip(row_items.tolist(), row_scores.tolist()))
+        for item in np.flatnonzero(~model.seen):
+            sib = [j for j in np.flatnonzero(model.seen) if (model.codes[j, :-1] == model.codes[item, :-1]).all()]
+            if sib:
+                expected = float(torch.logsumexp(torch.tensor([score[j] for j in sib]), 0)) - np.log(len(sib))
+                assert score[int(item)] == pytest.approx(expected, abs=1e-4)
+                checked += 1
+    assert checked >= 3

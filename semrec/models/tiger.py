@@ -22,7 +22,7 @@ from semrec.data.sequences import Sequences
 from semrec.data.splits import EvalSet
 from semrec.errors import ConfigError
 from semrec.models.base import TorchRecommender, register
-from semrec.models.tiger_generate import GenerativeMixin
+from semrec.models.tiger_generate import GenerativeMixin, check_unseen_last_code
 from semrec.models.tiger_layers import (Block, CodeTokens, KVCache, bucketed_batches, item_codes, next_item_pairs,
                                         trim_left)
 from semrec.models.layers import Dropout
@@ -48,6 +48,7 @@ class TigerConfig:
     beam: int = 20
     decode_batch: int = 256  # users per beam-search batch
     reserve_new: float = 0.0  # share of the top-k reserved for items unseen in training (cold start)
+    unseen_last_code: str = "model"  # or "siblings": unseen items' last code scores as their trained siblings' mean
     device: str = "cpu"
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         epochs=30, batch_size=256, lr=2e-3, weight_decay=0.05, optimizer="adamw", max_grad_norm=1.0,
@@ -59,6 +60,7 @@ class TigerConfig:
             raise ConfigError("tiger: layers, sizes and max_history must be >= 1")
         if self.encoder_input not in ("auto", "item", "token"):
             raise ConfigError(f"tiger: encoder_input must be auto, item or token (got {self.encoder_input!r})")
+        check_unseen_last_code("tiger", self.unseen_last_code)
 
 
 class TigerNet(nn.Module):

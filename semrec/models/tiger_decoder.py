@@ -21,7 +21,7 @@ from semrec.data.sequences import Sequences
 from semrec.data.splits import EvalSet
 from semrec.errors import ConfigError
 from semrec.models.base import TorchRecommender, register
-from semrec.models.tiger_generate import GenerativeMixin
+from semrec.models.tiger_generate import GenerativeMixin, check_unseen_last_code
 from semrec.models.tiger_layers import Block, CodeTokens, KVCache, bucketed_batches, item_codes
 from semrec.models.layers import Dropout
 from semrec.training.config import TrainConfig
@@ -43,7 +43,8 @@ class TigerDecoderConfig:
     user_buckets: int = 0  # kept for the shared decoding code; the decoder-only model has no user token
     beam: int = 20
     decode_batch: int = 256
-    reserve_new: float = 0.0
+    reserve_new: float = 0.0  # share of the top-k reserved for items unseen in training (cold start)
+    unseen_last_code: str = "model"  # or "siblings": unseen items' last code scores as their trained siblings' mean
     device: str = "cpu"
     train: TrainConfig = field(default_factory=lambda: TrainConfig(
         epochs=30, batch_size=128, lr=2e-3, weight_decay=0.05, optimizer="adamw", max_grad_norm=1.0,
@@ -52,6 +53,7 @@ class TigerDecoderConfig:
     def __post_init__(self) -> None:
         if min(self.n_layers, self.d_model, self.n_heads, self.d_head, self.d_ff, self.max_history) < 1:
             raise ConfigError("tiger-decoder: layers, sizes and max_history must be >= 1")
+        check_unseen_last_code("tiger-decoder", self.unseen_last_code)
 
 
 def training_windows(train: Sequences, max_history: int) -> np.ndarray:

@@ -26,6 +26,15 @@ from semrec.generation import CodeTrie, beam_search
 from semrec.models.tiger_layers import item_codes, load_codes, user_buckets
 
 
+UNSEEN_LAST_CODES = ("model", "siblings")
+
+
+def check_unseen_last_code(model: str, value: str) -> None:
+    """Config check shared by the generative models' `unseen_last_code` option."""
+    if value not in UNSEEN_LAST_CODES:
+        raise ConfigError(f"{model}: unseen_last_code must be 'model' or 'siblings', got {value!r}")
+
+
 class GenerativeMixin:
     """Code table (saved with the weights), trie, and decoding for TIGER-style models."""
 
@@ -179,7 +188,7 @@ class GenerativeMixin:
 
     def _step(self, start: Any, rows: int) -> Any:
         step = start()
-        if getattr(self.config, "unseen_last_code", "model") == "siblings":
+        if self.config.unseen_last_code == "siblings":
             n = min(len(self.seen), len(self.active))
             if (self.active[:n] & ~self.seen[:n]).any():
                 step = self._unseen_as_siblings(step, rows)

@@ -24,7 +24,7 @@ from semrec.data.sequences import Sequences
 from semrec.errors import ConfigError
 from semrec.models.base import TorchRecommender, register
 from semrec.models.tiger_decoder import training_windows
-from semrec.models.tiger_generate import GenerativeMixin
+from semrec.models.tiger_generate import GenerativeMixin, check_unseen_last_code
 from semrec.models.tiger_layers import Block, CodeTokens, KVCache, bucketed_batches, item_codes
 from semrec.models.layers import Dropout
 from semrec.training.config import TrainConfig
@@ -59,8 +59,7 @@ class TigerHierConfig:
         if min(self.n_layers, self.head_layers, self.d_model, self.n_heads, self.d_head, self.d_ff,
                self.max_history) < 1:
             raise ConfigError("tiger-hier: layers, sizes and max_history must be >= 1")
-        if self.unseen_last_code not in ("model", "siblings"):
-            raise ConfigError(f"tiger-hier: unseen_last_code must be 'model' or 'siblings', got {self.unseen_last_code!r}")
+        check_unseen_last_code("tiger-hier", self.unseen_last_code)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"tiger-hier: dropout must be in [0, 1), got {self.dropout}")
 
