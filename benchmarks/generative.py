@@ -14,6 +14,7 @@ test. Keys are model options (`dropout`, `id_input`, `train.lr`, ...) or code op
     python benchmarks/generative.py --dataset beauty --model tiger-set --tokenizer set-pq --codes text+cf \
         --select id_input=false,true --max-train-minutes 30 --threads 1
     python benchmarks/generative.py --data runs/data/mycatalogue --model tiger-hier --codes text+cf --balanced
+    python benchmarks/generative.py --dataset beauty --ablation tiger-hier_abl-tiger-recipe tiger-soft_abl-soft16-full
 """
 
 from __future__ import annotations
@@ -236,6 +237,43 @@ def paired_vs(res, path: str | None) -> dict[str, Any]:
             "sasrec_ce_ndcg@10": round(row["a"], 5)}
 
 
+def ablation(dataset: str, base: str, runs: list[str]) -> None:
+    """Ablation rows: each saved run's test result against a baseline run's, paired on the same rows (R@10, N@10).
+
+    Runs are folder names under runs/generative/<dataset>/ (e.g. `tiger-soft_abl-soft16-full`); their training
+    settings and CPU time are copied from their generative result JSON."""
+    import json
+
+    from benchmarks.common import RESULTS_DIR
+    from semrec.evaluation import EvalResult
+    from semrec.evaluation.significance import compare
+
+    def result_of(name: str) -> dict[str, Any]:
+        for path in sorted((RESULTS_DIR / "generative").glob(f"{dataset}_*.json")):
+            rec = json.loads(path.read_text())
+            if Path(str(rec["extra"].get("model_dir", ""))).name == name:
+                return rec
+        raise SystemExit(f"no generative result of run {name!r} on {dataset}")
+
+    base_res = EvalResult.load(RUNS / dataset / f"{base}.test-eval")
+    for name in runs:
+        rows = compare(base_res, EvalResult.load(RUNS / dataset / f"{name}.test-eval"), metrics=["recall@10", "ndcg@10"])
+        rec = result_of(name)
+        paired = {r["metric"]: {"base": round(r["a"], 5), "run": round(r["b"], 5), "delta": round(r["delta"], 5),
+                                "ci95": [round(r["ci_low"], 5), round(r["ci_high"], 5)], "p_ttest": r["p_ttest"],
+                                "p_wilcoxon": r["p_wilcoxon"]} for r in rows}
+        out = record("generative_ablations", dataset=dataset, model=name, variant=f"vs-{base}", split="test",
+                     metrics={r["metric"]: r["b"] for r in rows}, timing=rec.get("timing", {}),
+                     settings={"tokenizer": rec["settings"].get("tokenizer"), "run": rec["settings"],
+                               "baseline_run": base, "baseline_command": result_of(base)["command"]},
+                     extra={"paired_vs_baseline": paired, "p_value_vs_baseline": paired["ndcg@10"]["p_ttest"],
+                            "delta_ndcg@10_vs_baseline": paired["ndcg@10"]["delta"],
+                            "run_command": rec["command"], "valid_ndcg@10": rec["extra"].get("valid_ndcg@10")},
+                     name=f"{dataset}_{name}_vs_{base}")
+        print(f"{name} vs {base}: {paired} -> {out}")
+    write_results_md()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="beauty", choices=[*S3REC, "scientific", "synthetic"])
@@ -259,7 +297,13 @@ def main() -> None:
     ap.add_argument("--levels", type=int, default=None, help="levels / digits (default 3 for rq-kmeans, 32 for set-pq)")
     ap.add_argument("--codebook", type=int, default=256)
     ap.add_argument("--vs", default=None, help="saved test EvalResult folder of SASRec ce for a paired test")
+    ap.add_argument("--ablation", nargs="+", default=None, metavar="RUN",
+                    help="no training: paired tests of saved runs (names under runs/generative/DATASET/) against "
+                         "the first one, written to results/generative_ablations/")
     args = ap.parse_args()
+    if args.ablation:
+        ablation(args.dataset, args.ablation[0], args.ablation[1:])
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     from semrec.data import leave_one_out
