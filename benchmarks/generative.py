@@ -257,7 +257,8 @@ def ablation(dataset: str, base: str, runs: list[str]) -> None:
 
     base_res = EvalResult.load(RUNS / dataset / f"{base}.test-eval")
     for name in runs:
-        rows = compare(base_res, EvalResult.load(RUNS / dataset / f"{name}.test-eval"), metrics=["recall@10", "ndcg@10"])
+        run_res = EvalResult.load(RUNS / dataset / f"{name}.test-eval")
+        rows = compare(base_res, run_res, metrics=["recall@10", "ndcg@10"])
         rec = result_of(name)
         paired = {r["metric"]: {"base": round(r["a"], 5), "run": round(r["b"], 5), "delta": round(r["delta"], 5),
                                 "ci95": [round(r["ci_low"], 5), round(r["ci_high"], 5)], "p_ttest": r["p_ttest"],

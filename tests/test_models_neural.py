@@ -12,7 +12,8 @@ import torch
 from semrec.data import Sequences, leave_one_out
 from semrec.errors import ConfigError, DataError
 from semrec.models import Recommender, get_model_class
-from semrec.models.layers import Dropout, attention_mask, next_item_loss, next_item_pairs, padded_tokens, sample_negatives
+from semrec.models.layers import (Dropout, attention_mask, next_item_loss, next_item_pairs, padded_tokens,
+                                  sample_negatives)
 
 FAST = dict(epochs=1, batch_size=256, progress=False)
 
