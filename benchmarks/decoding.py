@@ -156,10 +156,8 @@ def time_reserve(args, model, hist: Sequences, source: str) -> None:
     for _ in range(args.repeats):
         for share in times:
             model.config.reserve_new = share
-            model.recommend(hist.select(np.arange(min(64, len(hist)))), k=k, beam=beam)  # warm-up
-            t0 = time.perf_counter()
-            items, _ = model.recommend(hist, k=k, beam=beam)
-            times[share].append(time.perf_counter() - t0)
+            ups, items = _users_per_s(model, hist, k, beam=beam)
+            times[share].append(len(hist) / ups)
     unseen = ~model.seen[np.clip(items, 0, len(model.seen) - 1)]
     med = {share: float(np.median(t)) for share, t in times.items()}
     ratio = med[args.reserve_new] / med[0.0]

@@ -248,14 +248,17 @@ def ablation(dataset: str, base: str, runs: list[str]) -> None:
     from semrec.evaluation import EvalResult
     from semrec.evaluation.significance import compare
 
-    def result_of(name: str) -> dict[str, Any]:
-        for path in sorted((RESULTS_DIR / "generative").glob(f"{dataset}_*.json")):
-            rec = json.loads(path.read_text())
-            if Path(str(rec["extra"].get("model_dir", ""))).name == name:
-                return rec
-        raise SystemExit(f"no generative result of run {name!r} on {dataset}")
+    recorded = {}  # run folder name -> its generative result JSON
+    for path in sorted((RESULTS_DIR / "generative").glob(f"{dataset}_*.json")):
+        rec = json.loads(path.read_text())
+        recorded[Path(str(rec["extra"].get("model_dir", ""))).name] = rec
 
-    base_res = EvalResult.load(RUNS / dataset / f"{base}.test-eval")
+    def result_of(name: str) -> dict[str, Any]:
+        if name not in recorded:
+            raise SystemExit(f"no generative result of run {name!r} on {dataset}")
+        return recorded[name]
+
+    base_res, base_command = EvalResult.load(RUNS / dataset / f"{base}.test-eval"), result_of(base)["command"]
     for name in runs:
         run_res = EvalResult.load(RUNS / dataset / f"{name}.test-eval")
         rows = compare(base_res, run_res, metrics=["recall@10", "ndcg@10"])
@@ -266,7 +269,7 @@ def ablation(dataset: str, base: str, runs: list[str]) -> None:
         out = record("generative_ablations", dataset=dataset, model=name, variant=f"vs-{base}", split="test",
                      metrics={r["metric"]: r["b"] for r in rows}, timing=rec.get("timing", {}),
                      settings={"tokenizer": rec["settings"].get("tokenizer"), "run": rec["settings"],
-                               "baseline_run": base, "baseline_command": result_of(base)["command"]},
+                               "baseline_run": base, "baseline_command": base_command},
                      extra={"paired_vs_baseline": paired, "p_value_vs_baseline": paired["ndcg@10"]["p_ttest"],
                             "delta_ndcg@10_vs_baseline": paired["ndcg@10"]["delta"],
                             "run_command": rec["command"], "valid_ndcg@10": rec["extra"].get("valid_ndcg@10")},
