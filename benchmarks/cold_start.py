@@ -139,14 +139,15 @@ def generative_rows(args, ds, split, cold_rows, is_cold, common, warm, load0) ->
     """One generative model on the cold split, one row per reserve share."""
     from semrec.models.base import Recommender, get_model_class
 
-    codes, code_info = build_codes(ds, fit_items=warm, balanced=args.balanced,
-                                   cf=split.train if args.codes == "text+cf" else None)
-
     # --- TIGER: one model, several reserve shares
     saved = Path(__file__).resolve().parent.parent / "runs" / "cold_start" / f"{args.dataset}_{args.model}"
     if args.reuse:  # the model this script trained and saved before: only the decoding is evaluated again
         model, train_s, losses = Recommender.load(saved), None, None
+        code_info = {"table": f"saved with the model ({saved.name}); its provenance is in the training run's rows",
+                     "n_levels": int(model.codes.shape[1])}
     else:
+        codes, code_info = build_codes(ds, fit_items=warm, balanced=args.balanced,
+                                       cf=split.train if args.codes == "text+cf" else None)
         t0 = time.perf_counter()
         # every generative model is trained by semrec.training (early stopping on validation)
         model = get_model_class(args.model)(ds.n_items, codes=codes, **{
