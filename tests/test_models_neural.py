@@ -8,11 +8,12 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from semrec.data import Sequences, leave_one_out
 from semrec.errors import ConfigError, DataError
 from semrec.models import Recommender, get_model_class
-from semrec.models.layers import (Dropout, attention_mask, next_item_loss, next_item_pairs, padded_tokens,
+from semrec.models.layers import (Dropout, attend, attention_mask, next_item_loss, next_item_pairs, padded_tokens,
                                   sample_negatives)
 
 FAST = dict(epochs=1, batch_size=256, progress=False)
@@ -79,6 +80,25 @@ def test_dropout_keeps_the_right_share_scales_kept_values_and_masks_gradients():
     assert torch.allclose(x.grad, kept.float() / 0.7)
     assert torch.equal(drop.eval()(x), x)
     assert torch.equal(Dropout(0.0).train()(x), x)
+
+
+def test_attend_is_scaled_dot_product_attention_with_dropout_on_the_weights():
+    """The CPU training path of SelfAttention: without dropout it equals scaled_dot_product_attention (values
+    and gradients); with dropout, each output is a masked, 1 / (1 - p)-scaled mix of the same weights."""
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 5, 4, requires_grad=True) for _ in range(3))
+    mask = attention_mask(torch.tensor([[0, 0, 1, 2, 3], [1, 2, 3, 4, 5], [0, 0, 0, 0, 1]]), causal=True)[:, None]
+    ours = attend(q, k, v, mask, Dropout(0.0))
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert torch.allclose(ours, ref, atol=1e-6)
+    grads = torch.autograd.grad(ours.sum(), (q, k, v))
+    ref_grads = torch.autograd.grad(ref.sum(), (q, k, v))
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(grads, ref_grads))
+    ones = torch.ones(1, 1, 6, 1)  # v = 1: each output is the sum of the kept, rescaled weights of its row
+    dropped = attend(torch.randn(1, 1, 6, 4), torch.randn(1, 1, 6, 4), ones, torch.ones(1, 1, 6, 6, dtype=torch.bool),
+                     Dropout(0.5).train())
+    assert set(torch.round(dropped.flatten() * 1e4).tolist()) != {1e4}  # some weights were dropped
+    assert float(dropped.max()) <= 2.0 + 1e-6  # never more than all weights (sum 1) kept, scaled by 2
 
 
 def test_sample_negatives_avoids_history_tokens():
