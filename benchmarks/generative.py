@@ -64,7 +64,8 @@ def load_dataset(name: str, data: str | None = None):
 
 
 def item_vectors(ds, cf: Any = None, cf_weight: float = 0.5, seed: int = 0) -> tuple[np.ndarray, list[str], str]:
-    """all-MiniLM-L6-v2 vectors of each item's sentence, fused with SPPMI-SVD co-occurrence vectors of `cf`."""
+    """all-MiniLM-L6-v2 vectors of each item's sentence, fused with `cf`: training sequences (their SPPMI-SVD
+    co-occurrence vectors) or a trained model's item table, given as (vectors, description)."""
     from semrec.data import item_sentences
     from semrec.features.text import TextEncoder
 
@@ -76,10 +77,42 @@ def item_vectors(ds, cf: Any = None, cf_weight: float = 0.5, seed: int = 0) -> t
         from semrec.features.collaborative import cooccurrence_vectors
         from semrec.features.fusion import fuse
 
-        vectors = fuse([vectors, cooccurrence_vectors(cf, ds.n_items, dim=64, window=5, seed=seed)],
-                       [1 - cf_weight, cf_weight])
-        inputs = f"text ({1 - cf_weight:g}) + SPPMI-SVD co-occurrence of the training sequences ({cf_weight:g})"
+        if isinstance(cf, tuple):
+            cf_vectors, source = cf
+        else:
+            cf_vectors = cooccurrence_vectors(cf, ds.n_items, dim=64, window=5, seed=seed)
+            source = "SPPMI-SVD co-occurrence of the training sequences"
+        vectors = fuse([vectors, cf_vectors], [1 - cf_weight, cf_weight])
+        inputs = f"text ({1 - cf_weight:g}) + {source} ({cf_weight:g})"
     return vectors, fields, inputs
+
+
+def collaborative_teacher(args, ds, split) -> tuple[Any, dict[str, Any]]:
+    """PRORec stage 1: `sasrec-align` (SASRec ce whose ID table is aligned with the item text) trained once on this
+    split, under a CPU-time budget, kept under runs/generative/<dataset>/; returns it and its provenance."""
+    import json
+
+    from semrec.evaluation import evaluate
+    from semrec.models.base import Recommender, get_model_class
+
+    path = RUNS / args.name / f"sasrec-align-w{args.align_weight:g}-{args.teacher_minutes:g}min"
+    if not (path / "teacher.json").exists():
+        torch.manual_seed(0)
+        model = get_model_class("sasrec-align")(ds.n_items, vectors=item_vectors(ds)[0], align_weight=args.align_weight,
+                                                max_train_seconds=args.teacher_minutes * 60, budget_clock="cpu",
+                                                progress=False, device=args.device)
+        c0 = time.process_time()
+        model.fit(split.train, split.valid)
+        h = model.history
+        info = {"model": "sasrec-align", "align_weight": args.align_weight, "loss": "ce", "dropout": 0.3,
+                "cpu_budget_min": args.teacher_minutes, "cpu_s": round(time.process_time() - c0, 1),
+                "epochs": h.epochs, "best_epoch": h.best_epoch, "valid_ndcg@10": h.best_score,
+                "stop_reason": h.stop_reason, "dir": str(path.relative_to(RUNS.parent.parent)),
+                "test": {k: round(v, 5) for k, v in evaluate(model, split.test, ks=(5, 10), exclude_history=False)
+                         .metrics.items() if k in ("recall@10", "ndcg@10")}}
+        model.save(path)
+        (path / "teacher.json").write_text(json.dumps(info, indent=2) + "\n")
+    return Recommender.load(path), json.loads((path / "teacher.json").read_text())
 
 
 def build_codes(ds, levels: int = 3, codebook: int = 256, seed: int = 0, fit_items: np.ndarray | None = None,
@@ -195,15 +228,23 @@ def train_point(args, ds, split, point: dict[str, Any]) -> dict[str, Any]:
     levels = int(code_opt.get("levels", args.levels or (3 if args.tokenizer == "rq-kmeans" else 32)))
     codebook = int(code_opt.get("codebook", args.codebook))
     cf_weight = float(code_opt.get("cf_weight", args.cf_weight))
-    variant = "" if args.codes == "text" else f"cf{cf_weight:g}"
+    variant = {"text": "", "text+cf": f"cf{cf_weight:g}"}.get(
+        args.codes, f"aligned{args.align_weight:g}-{args.teacher_minutes:g}min-{cf_weight:g}")  # the teacher's run
     variant += "-balanced" if args.balanced else ""
     if args.tokenizer != "rq-kmeans" or levels != 3 or codebook != 256:
         variant += f"-{args.tokenizer}-{levels}x{codebook}"
     if (args.model == "tiger-soft") != (args.tokenizer == "soft-unigrec"):
         raise SystemExit("--model tiger-soft goes with --tokenizer soft-unigrec (and only with it)")
+    cf: Any = split.train if args.codes == "text+cf" else None
+    teacher = teacher_info = None
+    if args.codes == "text+aligned" or args.model == "tiger-prorec":
+        teacher, teacher_info = collaborative_teacher(args, ds, split)
+        if args.codes == "text+aligned":
+            cf = (teacher.item_embeddings(), f"sasrec-align item table (align_weight {args.align_weight:g})")
     codes, code_info = cached_codes(ds, args.name, variant.strip("-"), balanced=args.balanced, tokenizer=args.tokenizer,
-                                    levels=levels, codebook=codebook,
-                                    cf=split.train if args.codes == "text+cf" else None, cf_weight=cf_weight)
+                                    levels=levels, codebook=codebook, cf=cf, cf_weight=cf_weight)
+    if teacher_info is not None:
+        code_info = code_info | {"prorec_stage1": teacher_info}
     overrides = {"device": args.device, "train.max_train_seconds": args.max_train_minutes * 60}
     if args.epochs:
         overrides["train.epochs"] = args.epochs
@@ -211,6 +252,9 @@ def train_point(args, ds, split, point: dict[str, Any]) -> dict[str, Any]:
     if args.model == "tiger-soft":  # `codes` holds the item vectors here
         overrides |= {"n_digits": levels, "codebook_size": codebook}
         model = get_model_class(args.model)(ds.n_items, vectors=codes, **overrides)
+    elif args.model == "tiger-prorec":  # PRORec stage 2: the stage-1 model is the collaborative teacher
+        model = get_model_class(args.model)(ds.n_items, codes=codes, teacher=teacher, vectors=item_vectors(ds)[0],
+                                            **overrides)
     else:
         model = get_model_class(args.model)(ds.n_items, codes=codes, **overrides)
     t0, c0, load0 = time.perf_counter(), time.process_time(), os.getloadavg()
@@ -283,7 +327,7 @@ def main() -> None:
     ap.add_argument("--dataset", default="beauty", choices=[*S3REC, "scientific", "synthetic"])
     ap.add_argument("--data", default=None, help="a `semrec data import` folder with text fields (instead of --dataset)")
     ap.add_argument("--model", default="tiger-hier",
-                    choices=["tiger", "tiger-decoder", "tiger-hier", "tiger-set", "tiger-soft"])
+                    choices=["tiger", "tiger-decoder", "tiger-hier", "tiger-set", "tiger-soft", "tiger-prorec"])
     ap.add_argument("--max-train-minutes", type=float, default=30.0, help="wall-clock training budget per point")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--set", nargs="*", default=[], help="config overrides key=value (JSON values)")
@@ -291,9 +335,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--tag", default=None)
-    ap.add_argument("--codes", default="text", choices=["text", "text+cf"],
+    ap.add_argument("--codes", default="text", choices=["text", "text+cf", "text+aligned"],
                     help="code inputs: text vectors, or text fused with training co-occurrence (CF) vectors")
     ap.add_argument("--cf-weight", type=float, default=0.5)
+    ap.add_argument("--align-weight", type=float, default=0.1, help="PRORec stage 1 (text+aligned codes, "
+                    "tiger-prorec's teacher): weight of sasrec-align's ID-text InfoNCE term")
+    ap.add_argument("--teacher-minutes", type=float, default=15.0, help="CPU-minute budget of the stage-1 model")
     ap.add_argument("--balanced", action="store_true", help="balanced k-means (every code capped in size)")
     ap.add_argument("--tokenizer", default="rq-kmeans", choices=["rq-kmeans", "set-pq", "soft-unigrec"],
                     help="rq-kmeans: hierarchical codes (trie decoding); set-pq: independent digits (tiger-set); "

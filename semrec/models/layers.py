@@ -285,6 +285,19 @@ def next_item_loss(hidden: torch.Tensor, targets: torch.Tensor, item_table: torc
     raise ConfigError(f"unknown loss {loss!r}; choose one of {', '.join(LOSSES)}")
 
 
+def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float, ids: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric in-batch InfoNCE (CLIP-style) between row-paired views `a` and `b` (N, d): row i of `a` should be
+    closer to row i of `b` than to any other row, both ways. Inputs are L2-normalised here (cosine / temperature).
+    `ids` (N,): rows with the same id are the same thing (e.g. one target item at several positions), so they are
+    not each other's negatives."""
+    logits = F.normalize(a, dim=-1) @ F.normalize(b, dim=-1).T / temperature
+    labels = torch.arange(len(a), device=a.device)
+    if ids is not None:
+        same = (ids[:, None] == ids[None, :]) & (labels[:, None] != labels[None, :])
+        logits = logits.masked_fill(same, -math.inf)
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
 def positions(width: int, max_len: int, device: torch.device | str) -> torch.Tensor:
     """Position ids for a left-padded window of `width`: the last column is always position max_len - 1,
     so a history is encoded the same whatever the batch's longest row."""
@@ -292,5 +305,5 @@ def positions(width: int, max_len: int, device: torch.device | str) -> torch.Ten
 
 
 __all__ = ["LOSSES", "PAD", "Block", "MLP", "SelfAttention", "attend", "attention_mask", "check_items", "epoch_rows",
-           "init_weights", "next_item_loss", "next_item_pairs", "padded_tokens", "positions", "prefix_rows",
+           "info_nce", "init_weights", "next_item_loss", "next_item_pairs", "padded_tokens", "positions", "prefix_rows",
            "sample_negatives", "softmax_ce"]

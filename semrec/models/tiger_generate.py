@@ -256,8 +256,12 @@ class GenerativeMixin:
         config.device = device
         model = cls(int(extra.get("n_items_trained", n_items)), config)
         model.vocab_sizes = [int(v) for v in extra["vocab_sizes"]]
+        model.restore_extra(extra)
         model.build(device=device)
         return model
+
+    def restore_extra(self, extra: dict[str, Any]) -> None:
+        """Hook: take what a subclass's `extra_state` added (e.g. layer sizes) before the network is built."""
 
 
 def _drop_excluded(items: torch.Tensor, scores: torch.Tensor, exclude: Sequences, k: int

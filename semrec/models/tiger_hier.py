@@ -110,6 +110,11 @@ class TigerHierNet(nn.Module):
     def forward(self, codes: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Mean code-level cross-entropy of every next item in a batch of start-aligned windows: codes (B, T, L),
         items (B, T), -1 = padding."""
+        return self.code_loss(codes, items)[0]
+
+    def code_loss(self, codes: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`forward`'s loss, with the states (N, d) of the positions that have a next item and where those are
+        ((B, T - 1) mask), for losses on the user state (tiger-prorec's distillation)."""
         b, t, _ = codes.shape
         pos = torch.arange(t - 1, device=codes.device).expand(b, t - 1)
         state = self.user_states(codes[:, :-1], pos, None, items[:, :-1])
@@ -122,7 +127,7 @@ class TigerHierNet(nn.Module):
         loss = x.new_zeros(())
         for level in range(self.n_levels):
             loss = loss + F.cross_entropy(self.level_logits(x[:, level], level), target[:, level])
-        return loss / self.n_levels
+        return loss / self.n_levels, state[has], has
 
     @torch.no_grad()
     def last_state(self, hist_codes: torch.Tensor, hist_items: torch.Tensor | None = None) -> torch.Tensor:
