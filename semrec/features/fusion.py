@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 from semrec.errors import ConfigError
 from semrec.io import atomic_dir
+from semrec.models.layers import info_nce
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -80,18 +81,15 @@ class FusionProjection:
         self.projections.to(cfg.device)
         xs = [torch.from_numpy(l2_normalize(v)).to(cfg.device) for v in vectors]
         opt = torch.optim.Adam(self.projections.parameters(), lr=cfg.lr)
-        labels = torch.arange(cfg.batch_size, device=cfg.device)
         for _ in range(cfg.epochs):
             perm = torch.randperm(n, generator=g).to(cfg.device)
             for start in range(0, n, cfg.batch_size):
                 idx = perm[start:start + cfg.batch_size]
-                z = [F.normalize(p(x[idx]), dim=-1) for p, x in zip(self.projections, xs)]
+                z = [p(x[idx]) for p, x in zip(self.projections, xs)]
                 loss = z[0].new_zeros(())
                 for i in range(len(z)):
                     for j in range(i + 1, len(z)):
-                        logits = z[i] @ z[j].T / cfg.temperature
-                        lab = labels[:len(idx)]
-                        loss = loss + (F.cross_entropy(logits, lab) + F.cross_entropy(logits.T, lab)) / 2
+                        loss = loss + info_nce(z[i], z[j], cfg.temperature)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
