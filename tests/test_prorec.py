@@ -14,8 +14,9 @@ from semrec.errors import ConfigError
 from semrec.models.base import Recommender, get_model_class
 from semrec.models.layers import info_nce
 from semrec.models.sasrec_align import TextAlignedSASRec
+from semrec.models.teacher import left_aligned, teacher_states
 from semrec.models.tiger_hier import TigerHier
-from semrec.models.tiger_prorec import TigerProRec, left_aligned
+from semrec.models.tiger_prorec import TigerProRec
 from tests.generative_checks import random_codes
 from tests.test_tiger_hier import TINY
 
@@ -71,9 +72,7 @@ def test_left_aligned_windows_and_teacher_states_at_the_students_cells():
     assert tokens.tolist() == [[0, 4, 8, 2], [6, 7, 9, 3], [0, 0, 5, 10]] and shift.tolist() == [1, 0, 2]
     train, text = _data()
     teacher = TextAlignedSASRec(N_ITEMS, vectors=text, **SASREC).fit(train)
-    student = TigerProRec(N_ITEMS, codes=random_codes(N_ITEMS, [4, 4, 3]), teacher=teacher, vectors=text, **TINY)
-    student.build()
-    states = student._teacher_states(win)
+    states = teacher_states(teacher, win)
     lengths = (win >= 0).sum(1)
     for r in range(len(win)):  # the last real cell: the teacher's user vector for the whole window
         own = teacher.embed_users(Sequences.from_lists([win[r, : lengths[r]].tolist()]))[0]
@@ -82,7 +81,7 @@ def test_left_aligned_windows_and_teacher_states_at_the_students_cells():
     # so replacing the items after a cell leaves that cell's state as it was
     changed = win.clone()
     changed[1, 2:] = torch.tensor([30, 31])
-    again = student._teacher_states(changed)
+    again = teacher_states(teacher, changed)
     assert torch.allclose(again[1, :2], states[1, :2], atol=1e-5)
     assert not torch.allclose(again[1, 2], states[1, 2], atol=1e-3)
 

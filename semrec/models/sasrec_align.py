@@ -88,12 +88,12 @@ class TextAlignedSASRec(SASRec):
         return {"d_text": self._d_text}
 
     @classmethod
-    def from_extra(cls, n_items: int, config: Any, extra: dict[str, Any], device: str = "cpu") -> "TextAlignedSASRec":
+    def from_extra(cls, n_items: int, config: Any, extra: dict[str, Any], device: str = "cpu") -> TextAlignedSASRec:
         model = cls(n_items, config)
         model._d_text = int(extra["d_text"])
         return model.build(device)
 
-    def fit(self, train, valid=None) -> "TextAlignedSASRec":
+    def fit(self, train, valid=None) -> TextAlignedSASRec:
         if self.module is not None and self._vectors is None and self.config.align_weight:  # a loaded model
             self._vectors = self._load_vectors()
             self.module.text.copy_(torch.from_numpy(self._vectors))

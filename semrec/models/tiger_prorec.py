@@ -27,6 +27,7 @@ from semrec.data.sequences import Sequences
 from semrec.errors import ConfigError
 from semrec.models.base import Recommender, register
 from semrec.models.layers import info_nce
+from semrec.models.teacher import load_teacher, teacher_states
 from semrec.models.text.item_vectors import load_item_vectors
 from semrec.models.tiger_hier import TigerHier, TigerHierConfig, TigerHierNet
 from semrec.models.tiger_layers import item_codes
@@ -62,15 +63,6 @@ class TigerProRecNet(TigerHierNet):
         self.to_text = nn.Linear(cfg.d_model, d_text) if d_text else None
 
 
-def left_aligned(items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Start-aligned windows (B, T) of item indices (-1 = padding after the items) -> SASRec's left-padded tokens
-    (item + 1, 0 = padding before the items) and each row's shift (its number of padding cells)."""
-    t = items.shape[1]
-    shift = t - (items >= 0).sum(1)
-    src = torch.arange(t, device=items.device)[None, :] - shift[:, None]
-    return torch.where(src >= 0, items.gather(1, src.clamp(min=0)) + 1, 0), shift
-
-
 @register
 class TigerProRec(TigerHier):
     """tiger-hier trained with PRORec's in-modality distillation from a collaborative teacher and item text."""
@@ -88,13 +80,8 @@ class TigerProRec(TigerHier):
 
     def _resolve(self) -> tuple[int, int]:
         cfg = self.config
-        if cfg.collab_weight and self.teacher is None:
-            if not cfg.teacher_path:
-                raise ConfigError("tiger-prorec: collab_weight > 0 needs a teacher (fix: --set teacher_path=RUN/model "
-                                  "of a sasrec or sasrec-align run on the same items, or collab_weight=0)")
-            self.teacher = Recommender.load(cfg.teacher_path)
-        if self.teacher is not None and int(self.teacher.n_items) != self.n_items:
-            raise ConfigError(f"tiger-prorec: the teacher has {self.teacher.n_items} items, this model {self.n_items}")
+        if cfg.collab_weight:
+            self.teacher = load_teacher(self.teacher, cfg.teacher_path, self.n_items, self.name)
         if cfg.semantic_weight and self._vectors is None:
             self._vectors = torch.from_numpy(load_item_vectors(self.n_items, cfg.vectors_path, cfg.dataset,
                                                                cfg.fields, cfg.encoder))
@@ -112,13 +99,10 @@ class TigerProRec(TigerHier):
     def restore_extra(self, extra: dict[str, Any]) -> None:
         self._dims = (int(extra["d_collab"]), int(extra["d_text"]))
 
-    def fit(self, train: Sequences, valid=None) -> "TigerProRec":
+    def fit(self, train: Sequences, valid=None) -> TigerProRec:
         if self.module is not None and (self.teacher is None and self.config.collab_weight
                                         or self._vectors is None and self.config.semantic_weight):
             self._resolve()  # a loaded model trained further: the teacher and text are not saved with it
-        if self.teacher is not None:
-            self.teacher.module.eval()
-            self.teacher.module.requires_grad_(False)
         return super().fit(train, valid)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -126,22 +110,13 @@ class TigerProRec(TigerHier):
         loss, state, has = net.code_loss(item_codes(self.codes_on(items.device), items), items)
         tau = cfg.distill_temperature
         if cfg.collab_weight:
-            loss = loss + cfg.collab_weight * info_nce(net.to_collab(state), self._teacher_states(items[:, :-1])[has],
-                                                       tau)
+            teacher = teacher_states(self.teacher, items[:, :-1])[has]
+            loss = loss + cfg.collab_weight * info_nce(net.to_collab(state), teacher, tau)
         if cfg.semantic_weight:
             nxt = items[:, 1:][has]
             text = self._vectors.to(items.device)[nxt]
             loss = loss + cfg.semantic_weight * info_nce(net.to_text(state), text, tau, ids=nxt)
         return loss
 
-    @torch.no_grad()
-    def _teacher_states(self, items: torch.Tensor) -> torch.Tensor:
-        """(B, T, h) the teacher's state after each item of start-aligned windows (B, T), at the same cells."""
-        tokens, shift = left_aligned(items)
-        h = self.teacher.module.to(items.device)(tokens)
-        t = items.shape[1]
-        back = (torch.arange(t, device=items.device)[None, :] + shift[:, None]).clamp(max=t - 1)
-        return h.gather(1, back[..., None].expand(-1, -1, h.shape[-1]))
 
-
-__all__ = ["TigerProRec", "TigerProRecConfig", "left_aligned"]
+__all__ = ["TigerProRec", "TigerProRecConfig"]
