@@ -235,23 +235,23 @@ def train_point(args, ds, split, point: dict[str, Any]) -> dict[str, Any]:
         variant += f"-{args.tokenizer}-{levels}x{codebook}"
     if (args.model == "tiger-soft") != (args.tokenizer == "soft-unigrec"):
         raise SystemExit("--model tiger-soft goes with --tokenizer soft-unigrec (and only with it)")
+    overrides = {"device": args.device, "train.max_train_seconds": args.max_train_minutes * 60}
+    if args.epochs:
+        overrides["train.epochs"] = args.epochs
+    overrides |= parse_sets(args.set) | {k: v for k, v in point.items() if not k.startswith("codes.")}
     cf: Any = split.train if args.codes == "text+cf" else None
     teacher = teacher_info = None
-    if args.codes == "text+aligned" or args.model == "tiger-prorec":
-        teacher, teacher_info = collaborative_teacher(args, ds, split)
+    if args.codes == "text+aligned" or args.model == "tiger-prorec" or overrides.get("distill_weight"):
+        teacher, teacher_info = collaborative_teacher(args, ds, split)  # --align-weight 0: a plain SASRec ce
         if args.codes == "text+aligned":
             cf = (teacher.item_embeddings(), f"sasrec-align item table (align_weight {args.align_weight:g})")
     codes, code_info = cached_codes(ds, args.name, variant.strip("-"), balanced=args.balanced, tokenizer=args.tokenizer,
                                     levels=levels, codebook=codebook, cf=cf, cf_weight=cf_weight)
     if teacher_info is not None:
-        code_info = code_info | {"prorec_stage1": teacher_info}
-    overrides = {"device": args.device, "train.max_train_seconds": args.max_train_minutes * 60}
-    if args.epochs:
-        overrides["train.epochs"] = args.epochs
-    overrides |= parse_sets(args.set) | {k: v for k, v in point.items() if not k.startswith("codes.")}
+        code_info = code_info | {"collaborative_teacher": teacher_info}
     if args.model == "tiger-soft":  # `codes` holds the item vectors here
         overrides |= {"n_digits": levels, "codebook_size": codebook}
-        model = get_model_class(args.model)(ds.n_items, vectors=codes, **overrides)
+        model = get_model_class(args.model)(ds.n_items, vectors=codes, teacher=teacher, **overrides)
     elif args.model == "tiger-prorec":  # PRORec stage 2: the stage-1 model is the collaborative teacher
         model = get_model_class(args.model)(ds.n_items, codes=codes, teacher=teacher, vectors=item_vectors(ds)[0],
                                             **overrides)
@@ -338,9 +338,10 @@ def main() -> None:
     ap.add_argument("--codes", default="text", choices=["text", "text+cf", "text+aligned"],
                     help="code inputs: text vectors, or text fused with training co-occurrence (CF) vectors")
     ap.add_argument("--cf-weight", type=float, default=0.5)
-    ap.add_argument("--align-weight", type=float, default=0.1, help="PRORec stage 1 (text+aligned codes, "
-                    "tiger-prorec's teacher): weight of sasrec-align's ID-text InfoNCE term")
-    ap.add_argument("--teacher-minutes", type=float, default=15.0, help="CPU-minute budget of the stage-1 model")
+    ap.add_argument("--align-weight", type=float, default=0.1, help="the collaborative teacher (PRORec stage 1, "
+                    "text+aligned codes, tiger-prorec; tiger-soft with --set distill_weight=W): weight of "
+                    "sasrec-align's ID-text InfoNCE term; 0 = a plain SASRec ce (UniGRec's teacher)")
+    ap.add_argument("--teacher-minutes", type=float, default=15.0, help="CPU-minute budget of the teacher")
     ap.add_argument("--balanced", action="store_true", help="balanced k-means (every code capped in size)")
     ap.add_argument("--tokenizer", default="rq-kmeans", choices=["rq-kmeans", "set-pq", "soft-unigrec"],
                     help="rq-kmeans: hierarchical codes (trie decoding); set-pq: independent digits (tiger-set); "

@@ -13,14 +13,22 @@ next item's digits are soft targets (cross-entropy against q). Two further terms
 - codeword uniformity: `uniformity` x mean over digits of KL(mean assignment in the batch || uniform), against
   codebook collapse.
 
+- dual collaborative distillation (`distill_weight` > 0, a trained SASRec-family teacher): while the codes are
+  soft, each batch item's soft code vector (the tokenizer side) is pulled toward the teacher's item vector, and
+  the user state at every position (the recommender side) toward the teacher's state at the same cell, each
+  through a linear projection and an in-batch InfoNCE (semrec.models.teacher). The codebooks thus learn where
+  a strong ID model puts each item; after hardening only the recommendation loss is left.
+
 At tau -> 0, q is one-hot on the hard code and the loss equals `tiger-set`'s loss on those codes (pinned by
-tests). Not built here: UniGRec's dual collaborative distillation from a SASRec teacher.
+tests).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +39,9 @@ from torch import nn
 
 from semrec.data.sequences import Sequences
 from semrec.errors import ConfigError
-from semrec.models.base import register
+from semrec.models.base import Recommender, register
+from semrec.models.layers import info_nce
+from semrec.models.teacher import load_teacher, teacher_items, teacher_states
 from semrec.models.tiger_set import TigerSet, TigerSetConfig, TigerSetNet
 from semrec.semantic_ids.collisions import resolve
 
@@ -47,17 +57,22 @@ class TigerSoftConfig(TigerSetConfig):
     tau_end: float = 0.05
     anneal_fraction: float = 0.5  # share of training spent soft; hard codes after it
     uniformity: float = 0.1
+    teacher_path: str | None = None  # saved sasrec / sasrec-align model: the collaborative teacher
+    distill_weight: float = 0.0  # dual collaborative distillation (item codes and user states) while soft
+    distill_temperature: float = 0.07
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not (0 < self.tau_end <= self.tau_start) or not 0 <= self.anneal_fraction <= 1 or self.uniformity < 0:
             raise ConfigError("tiger-soft: need 0 < tau_end <= tau_start, anneal_fraction in [0, 1], uniformity >= 0")
+        if self.distill_weight < 0 or self.distill_temperature <= 0:
+            raise ConfigError("tiger-soft: distill_weight must be >= 0 and distill_temperature > 0")
 
 
 class TigerSoftNet(TigerSetNet):
     """`TigerSetNet` + item sub-vectors (buffer), trainable codebooks, and a soft/hard switch."""
 
-    def __init__(self, cfg: TigerSoftConfig, n_items: int, z: torch.Tensor, books: torch.Tensor):
+    def __init__(self, cfg: TigerSoftConfig, n_items: int, z: torch.Tensor, books: torch.Tensor, d_teacher: int = 0):
         super().__init__(cfg, books.shape[0], books.shape[1], n_items)
         self.register_buffer("z", z.clone())  # (n_items, m, sub)
         # codebooks = PQ init + a learned offset in units of the digit's codeword spread: Adam's steps of ~lr and
@@ -71,6 +86,11 @@ class TigerSoftNet(TigerSetNet):
         self.register_buffer("hard", torch.zeros((), dtype=torch.bool))
         self.tau = cfg.tau_start
         self.uniformity = cfg.uniformity
+        d = self.emb.weight.shape[1]
+        self.to_teacher_item = nn.Linear(d, d_teacher) if d_teacher else None
+        self.to_teacher_user = nn.Linear(d, d_teacher) if d_teacher else None
+        self.distill_weight, self.distill_temperature = cfg.distill_weight, cfg.distill_temperature
+        self.teacher: tuple[torch.Tensor, torch.Tensor] | None = None  # this batch's (item table, states), set per step
 
     @property
     def books(self) -> torch.Tensor:
@@ -111,6 +131,11 @@ class TigerSoftNet(TigerSetNet):
         if self.uniformity > 0:
             usage = q.mean(0)  # (m, K)
             loss = loss + self.uniformity * (math.log(self.k) + (usage * usage.clamp(min=1e-12).log()).sum(-1)).mean()
+        if self.teacher is not None:  # tokenizer side (distinct items) and recommender side (every position)
+            items_t, states_t = self.teacher
+            tau = self.distill_temperature
+            loss = loss + self.distill_weight * (info_nce(self.to_teacher_item(xu), items_t[uniq], tau)
+                                                 + info_nce(self.to_teacher_user(h[has]), states_t[has], tau))
         return loss
 
 
@@ -122,7 +147,7 @@ class TigerSoft(TigerSet):
     Config = TigerSoftConfig
 
     def __init__(self, n_items: int, config: TigerSoftConfig | None = None, vectors: np.ndarray | None = None,
-                 **overrides: Any):
+                 teacher: Recommender | None = None, **overrides: Any):
         from semrec.semantic_ids.pq_kmeans import PQKMeans
 
         cfg = config if config is not None else TigerSoftConfig()
@@ -140,13 +165,20 @@ class TigerSoft(TigerSet):
                 self._z = tok._prep(tok._tensor(vectors)).cpu()
             self._books = tok.codebooks.cpu()
         self.active = np.ones(n_items, dtype=bool)
+        self.teacher, self._d_teacher = teacher, None
 
     def build_module(self) -> nn.Module:
         if self._z is None:
             raise ConfigError("tiger-soft needs item vectors: pass vectors=... or set vectors_path")
-        return TigerSoftNet(self.config, self.n_items, self._z, self._books)
+        if self._d_teacher is None:  # a loaded model has it from its extra state, and needs no teacher
+            if self.config.distill_weight:
+                self.teacher = load_teacher(self.teacher, self.config.teacher_path, self.n_items, self.name)
+            self._d_teacher = int(self.teacher.config.hidden) if self.config.distill_weight else 0
+        return TigerSoftNet(self.config, self.n_items, self._z, self._books, self._d_teacher)
 
     def fit(self, train: Sequences, valid=None) -> "TigerSoft":
+        if self.module is not None and self.config.distill_weight:  # a loaded model: its teacher is not saved
+            self.teacher = load_teacher(self.teacher, self.config.teacher_path, self.n_items, self.name)
         self._t0, self._step, self._codes_version = time.perf_counter(), 0, -1
         super().fit(train, valid)
         self.harden()  # whatever the best epoch was, inference uses hard codes from its codebooks
@@ -168,7 +200,20 @@ class TigerSoft(TigerSet):
                 self.harden()
             else:
                 net.tau = cfg.tau_start * (cfg.tau_end / cfg.tau_start) ** frac
-        return super().loss(batch)
+        with self.distilling(batch["items"]):
+            return super().loss(batch)
+
+    @contextlib.contextmanager
+    def distilling(self, items: torch.Tensor) -> Iterator[None]:
+        """While the codes are soft and a teacher is set: the network's loss on these windows includes the dual
+        collaborative distillation (the teacher's item table and its states at the windows' cells)."""
+        net = self.module
+        if self.config.distill_weight and not bool(net.hard):
+            net.teacher = (teacher_items(self.teacher).to(items.device), teacher_states(self.teacher, items[:, :-1]))
+        try:
+            yield
+        finally:
+            net.teacher = None
 
     def harden(self) -> None:
         """Freeze the codes: nearest codewords of the current codebooks, collisions moved in the last digit."""
@@ -204,7 +249,7 @@ class TigerSoft(TigerSet):
             self.refresh_codes()
 
     def extra_state(self) -> dict[str, Any]:
-        return super().extra_state() | {"sub_dim": int(self.module.z.shape[-1])}
+        return super().extra_state() | {"sub_dim": int(self.module.z.shape[-1]), "d_teacher": self._d_teacher}
 
     @classmethod
     def from_extra(cls, n_items: int, config: Any, extra: dict[str, Any], device: str = "cpu") -> "TigerSoft":
@@ -214,5 +259,6 @@ class TigerSoft(TigerSet):
         model = cls(trained, config)
         model.codes, model.codebook = np.zeros((trained, m), np.int64), k
         model._z, model._books = torch.zeros(trained, m, sub), torch.ones(m, k, sub)  # overwritten by the state
+        model._d_teacher = int(extra.get("d_teacher") or 0)
         model.build(device)
         return model
