@@ -135,3 +135,20 @@ def test_parts_cover_the_rows_once():
 def test_without_option():
     assert without_option(["train", "m", "--nproc", "2", "--x", "1"], "--nproc") == ["train", "m", "--x", "1"]
     assert without_option(["--nproc=4", "a"], "--nproc") == ["a"]
+
+
+def test_launch_local_leaves_the_callers_environment_as_it_was(monkeypatch):
+    """launch_local sets OMP_NUM_THREADS for torchrun's processes only: the caller's environment is restored."""
+    import torch.distributed.run as torchrun
+
+    from semrec.training.distributed import launch_local
+
+    seen = []
+    monkeypatch.setattr(torchrun, "run", lambda launch: seen.append(os.environ.get("OMP_NUM_THREADS")))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert launch_local(2, ["train", "sasrec", "--nproc", "2"]) == 0
+    assert seen == ["1"] and "OMP_NUM_THREADS" not in os.environ
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # a caller's own setting is kept, and passed on
+    assert launch_local(2, ["train", "sasrec"]) == 0
+    assert seen[-1] == "3" and os.environ["OMP_NUM_THREADS"] == "3"

@@ -176,14 +176,19 @@ def launch_local(nproc: int, args: list[str]) -> int:
 
     if env_world().active:
         raise ConfigError("--nproc inside a torchrun launch: give the process count to torchrun only")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's own default, set here so it does not warn about it
     launch = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "-m", "semrec",
                                            *without_option(args, "--nproc")])
+    unset = "OMP_NUM_THREADS" not in os.environ
+    if unset:  # torchrun's own default, set here so it does not warn about it; the caller's environment is restored
+        os.environ["OMP_NUM_THREADS"] = "1"
     try:
         run(launch)
     except ChildFailedError as e:
         _rank, failure = e.get_first_failure()
         return failure.exitcode if failure.exitcode > 0 else 1
+    finally:
+        if unset:
+            os.environ.pop("OMP_NUM_THREADS", None)
     return 0
 
 
