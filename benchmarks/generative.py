@@ -290,7 +290,6 @@ def ablation(dataset: str, base: str, runs: list[str]) -> None:
 
     from benchmarks.common import RESULTS_DIR
     from semrec.evaluation import EvalResult
-    from semrec.evaluation.significance import compare
 
     recorded = {}  # run folder name -> its generative result JSON
     for path in sorted((RESULTS_DIR / "generative").glob(f"{dataset}_*.json")):
@@ -305,13 +304,10 @@ def ablation(dataset: str, base: str, runs: list[str]) -> None:
     base_res, base_command = EvalResult.load(RUNS / dataset / f"{base}.test-eval"), result_of(base)["command"]
     for name in runs:
         run_res = EvalResult.load(RUNS / dataset / f"{name}.test-eval")
-        rows = compare(base_res, run_res, metrics=["recall@10", "ndcg@10"])
+        paired = paired_rows(base_res, run_res)
         rec = result_of(name)
-        paired = {r["metric"]: {"base": round(r["a"], 5), "run": round(r["b"], 5), "delta": round(r["delta"], 5),
-                                "ci95": [round(r["ci_low"], 5), round(r["ci_high"], 5)], "p_ttest": r["p_ttest"],
-                                "p_wilcoxon": r["p_wilcoxon"]} for r in rows}
         out = record("generative_ablations", dataset=dataset, model=name, variant=f"vs-{base}", split="test",
-                     metrics={r["metric"]: r["b"] for r in rows}, timing=rec.get("timing", {}),
+                     metrics={m: v["run"] for m, v in paired.items()}, timing=rec.get("timing", {}),
                      settings={"tokenizer": rec["settings"].get("tokenizer"), "run": rec["settings"],
                                "baseline_run": base, "baseline_command": base_command},
                      extra={"paired_vs_baseline": paired, "p_value_vs_baseline": paired["ndcg@10"]["p_ttest"],
@@ -319,6 +315,47 @@ def ablation(dataset: str, base: str, runs: list[str]) -> None:
                             "run_command": rec["command"], "valid_ndcg@10": rec["extra"].get("valid_ndcg@10")},
                      name=f"{dataset}_{name}_vs_{base}")
         print(f"{name} vs {base}: {paired} -> {out}")
+    write_results_md()
+
+
+def paired_rows(base_res, run_res) -> dict[str, dict[str, Any]]:
+    """R@10 and N@10 of two test EvalResults on the same rows: values, delta, its 95% CI, t-test and Wilcoxon p."""
+    from semrec.evaluation.significance import compare
+
+    return {r["metric"]: {"base": round(r["a"], 5), "run": round(r["b"], 5), "delta": round(r["delta"], 5),
+                          "ci95": [round(r["ci_low"], 5), round(r["ci_high"], 5)], "p_ttest": r["p_ttest"],
+                          "p_wilcoxon": r["p_wilcoxon"]}
+            for r in compare(base_res, run_res, metrics=["recall@10", "ndcg@10"])}
+
+
+def teacher_ablation(dataset: str, base: str, run: str) -> None:
+    """Paired test of two cached collaborative teachers (e.g. `sasrec-align-w0-15min`, a plain SASRec ce, against
+    `sasrec-align-w0.1-15min`, the same budget with the text alignment): does PRORec's stage 1 change the CF
+    model itself? Each teacher is scored on test once (kept as TEACHER/test-eval)."""
+    import json
+
+    from semrec.data import leave_one_out
+    from semrec.evaluation import EvalResult
+    from semrec.models.base import Recommender
+
+    split, results, infos = None, [], []
+    for name in (base, run):
+        folder = RUNS / dataset / name
+        infos.append(json.loads((folder / "teacher.json").read_text()))
+        if not (folder / "test-eval" / "result.json").exists():
+            split = split or leave_one_out(load_dataset(dataset))
+            evaluate_with_ci(Recommender.load(folder), split.test, split.train)[3].save(folder / "test-eval")
+        results.append(EvalResult.load(folder / "test-eval"))
+    paired = paired_rows(results[0], results[1])
+    out = record("generative_ablations", dataset=dataset, model=run, variant=f"vs-{base}", split="test",
+                 metrics={m: v["run"] for m, v in paired.items()}, timing={"cpu_s": infos[1]["cpu_s"]},
+                 settings={"run": infos[1], "baseline_run": base, "baseline": infos[0]},
+                 extra={"paired_vs_baseline": paired, "p_value_vs_baseline": paired["ndcg@10"]["p_ttest"],
+                        "delta_ndcg@10_vs_baseline": paired["ndcg@10"]["delta"],
+                        "valid_ndcg@10": infos[1]["valid_ndcg@10"],
+                        "baseline_valid_ndcg@10": infos[0]["valid_ndcg@10"]},
+                 name=f"{dataset}_{run}_vs_{base}")
+    print(f"{run} vs {base}: {paired} -> {out}")
     write_results_md()
 
 
@@ -352,7 +389,12 @@ def main() -> None:
     ap.add_argument("--ablation", nargs="+", default=None, metavar="RUN",
                     help="no training: paired tests of saved runs (names under runs/generative/DATASET/) against "
                          "the first one, written to results/generative_ablations/")
+    ap.add_argument("--teacher-ablation", nargs=2, default=None, metavar=("BASE", "RUN"),
+                    help="no training: paired test of two cached teachers (folders under runs/generative/DATASET/)")
     args = ap.parse_args()
+    if args.teacher_ablation:
+        teacher_ablation(args.dataset, *args.teacher_ablation)
+        return
     if args.ablation:
         ablation(args.dataset, args.ablation[0], args.ablation[1:])
         return
