@@ -119,20 +119,32 @@ class SelfAttention(nn.Module):
         b, n, d = x.shape
         q, k, v = self.qkv(x).split(d, dim=2)
         q, k, v = (t.view(b, n, self.n_heads, d // self.n_heads).transpose(1, 2) for t in (q, k, v))
-        if self.training and self.dropout and x.device.type == "cpu" and x.dtype == torch.float32:
-            y = attend(q, k, v, mask[:, None], self.drop)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None],
-                                               dropout_p=self.dropout if self.training else 0.0)
+        y = scaled_attention(q, k, v, mask[:, None], self.drop)
         return self.drop(self.proj(y.transpose(1, 2).reshape(b, n, d)))
 
 
-def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor, drop: nn.Module) -> torch.Tensor:
+def scaled_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                     drop: nn.Dropout, causal: bool = False) -> torch.Tensor:
+    """scaled_dot_product_attention with `drop`'s rate on the weights when it is training; on CPU in float32 that
+    dropout goes through `attend` (Dropout's cheaper mask) instead of SDPA's math kernel with bernoulli_.
+    `mask`: bool, True = may attend; `causal` (without a mask): query i sees keys <= i."""
+    if drop.training and drop.p and q.device.type == "cpu" and q.dtype == torch.float32:
+        if mask is None and causal:
+            mask = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+        return attend(q, k, v, True if mask is None else mask, drop)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None,
+                                          dropout_p=drop.p if drop.training else 0.0)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | bool, drop: nn.Module
+           ) -> torch.Tensor:
     """Attention with `drop` on the weights: what scaled_dot_product_attention computes with dropout, spelled out
     because on CPU its dropout path (the math kernel and a bernoulli_ mask) is ~1.4x slower forward + backward
-    than this with `Dropout`'s mask. `mask` (True = may attend) broadcasts against (B, heads, L, L)."""
+    than this with `Dropout`'s mask. `mask` (True = may attend) broadcasts against (B, heads, L, L); `True`: no mask."""
     weights = (q @ k.transpose(-2, -1)).mul_(q.shape[-1] ** -0.5)
-    return drop(weights.masked_fill_(~mask, -math.inf).softmax(-1)) @ v
+    if mask is not True:
+        weights = weights.masked_fill_(~mask, -math.inf)
+    return drop(weights.softmax(-1)) @ v
 
 
 class Block(nn.Module):
@@ -306,4 +318,4 @@ def positions(width: int, max_len: int, device: torch.device | str) -> torch.Ten
 
 __all__ = ["LOSSES", "PAD", "Block", "MLP", "SelfAttention", "attend", "attention_mask", "check_items", "epoch_rows",
            "info_nce", "init_weights", "next_item_loss", "next_item_pairs", "padded_tokens", "positions", "prefix_rows",
-           "sample_negatives", "softmax_ce"]
+           "sample_negatives", "scaled_attention", "softmax_ce"]

@@ -16,7 +16,7 @@ from torch import nn
 
 from semrec.data.sequences import Sequences
 from semrec.errors import DataError
-from semrec.models.layers import Dropout
+from semrec.models.layers import Dropout, scaled_attention
 from semrec.semantic_ids.importing import check_collision_free
 
 
@@ -104,7 +104,7 @@ class Attention(nn.Module):
         self.q = nn.Linear(d_model, n_heads * d_head, bias=False)
         self.kv = nn.Linear(d_model, 2 * n_heads * d_head, bias=False)
         self.o = nn.Linear(n_heads * d_head, d_model, bias=False)
-        self.dropout = dropout
+        self.drop = Dropout(dropout)  # on the attention weights (no parameters: the saved state is unchanged)
 
     def split(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, h*dh) -> (B, h, T, dh)
         return x.view(x.shape[0], x.shape[1], self.h, self.dh).transpose(1, 2)
@@ -118,8 +118,7 @@ class Attention(nn.Module):
         """x (B, T, d); kv: precomputed (B, h, S, dh) keys/values (default: from x); mask: bool, True = attend."""
         q = self.split(self.q(x))
         k, v = self.keys_values(x) if kv is None else kv
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal and mask is None,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = scaled_attention(q, k, v, mask, self.drop, causal)
         return self.o(y.transpose(1, 2).reshape(x.shape[0], x.shape[1], self.h * self.dh))
 
 
