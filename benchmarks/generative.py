@@ -87,30 +87,31 @@ def item_vectors(ds, cf: Any = None, cf_weight: float = 0.5, seed: int = 0) -> t
     return vectors, fields, inputs
 
 
-def collaborative_teacher(args, ds, split) -> tuple[Any, dict[str, Any]]:
-    """PRORec stage 1: `sasrec-align` (SASRec ce whose ID table is aligned with the item text) trained once on this
-    split, under a CPU-time budget, kept under runs/generative/<dataset>/; returns it and its provenance."""
+def collaborative_teacher(args, ds, split, text: np.ndarray) -> tuple[Any, dict[str, Any]]:
+    """PRORec stage 1: `sasrec-align` (SASRec ce whose ID table is aligned with the item `text` vectors) trained
+    once on this split, under a CPU-time budget, kept under runs/generative/<dataset>/ with its test evaluation
+    (TEACHER/test-eval, for --teacher-ablation); returns it and its provenance."""
     import json
 
-    from semrec.evaluation import evaluate
     from semrec.models.base import Recommender, get_model_class
 
     path = RUNS / args.name / f"sasrec-align-w{args.align_weight:g}-{args.teacher_minutes:g}min"
     if not (path / "teacher.json").exists():
         torch.manual_seed(0)
-        model = get_model_class("sasrec-align")(ds.n_items, vectors=item_vectors(ds)[0], align_weight=args.align_weight,
+        model = get_model_class("sasrec-align")(ds.n_items, vectors=text, align_weight=args.align_weight,
                                                 max_train_seconds=args.teacher_minutes * 60, budget_clock="cpu",
                                                 progress=False, device=args.device)
         c0 = time.process_time()
         model.fit(split.train, split.valid)
-        h = model.history
-        info = {"model": "sasrec-align", "align_weight": args.align_weight, "loss": "ce", "dropout": 0.3,
+        h, cfg = model.history, model.config
+        metrics, _, _, res = evaluate_with_ci(model, split.test, split.train)
+        info = {"model": "sasrec-align", "align_weight": cfg.align_weight, "loss": cfg.loss, "dropout": cfg.dropout,
                 "cpu_budget_min": args.teacher_minutes, "cpu_s": round(time.process_time() - c0, 1),
                 "epochs": h.epochs, "best_epoch": h.best_epoch, "valid_ndcg@10": h.best_score,
                 "stop_reason": h.stop_reason, "dir": str(path.relative_to(RUNS.parent.parent)),
-                "test": {k: round(v, 5) for k, v in evaluate(model, split.test, ks=(5, 10), exclude_history=False)
-                         .metrics.items() if k in ("recall@10", "ndcg@10")}}
+                "test": {k: metrics[k] for k in ("recall@10", "ndcg@10")}}
         model.save(path)
+        res.save(path / "test-eval")
         (path / "teacher.json").write_text(json.dumps(info, indent=2) + "\n")
     return Recommender.load(path), json.loads((path / "teacher.json").read_text())
 
@@ -240,9 +241,10 @@ def train_point(args, ds, split, point: dict[str, Any]) -> dict[str, Any]:
         overrides["train.epochs"] = args.epochs
     overrides |= parse_sets(args.set) | {k: v for k, v in point.items() if not k.startswith("codes.")}
     cf: Any = split.train if args.codes == "text+cf" else None
-    teacher = teacher_info = None
+    teacher = teacher_info = text = None
     if args.codes == "text+aligned" or args.model == "tiger-prorec" or overrides.get("distill_weight"):
-        teacher, teacher_info = collaborative_teacher(args, ds, split)  # --align-weight 0: a plain SASRec ce
+        text = item_vectors(ds)[0]  # the teacher's and tiger-prorec's text vectors, read once
+        teacher, teacher_info = collaborative_teacher(args, ds, split, text)  # --align-weight 0: a plain SASRec ce
         if args.codes == "text+aligned":
             cf = (teacher.item_embeddings(), f"sasrec-align item table (align_weight {args.align_weight:g})")
     codes, code_info = cached_codes(ds, args.name, variant.strip("-"), balanced=args.balanced, tokenizer=args.tokenizer,
@@ -253,8 +255,7 @@ def train_point(args, ds, split, point: dict[str, Any]) -> dict[str, Any]:
         overrides |= {"n_digits": levels, "codebook_size": codebook}
         model = get_model_class(args.model)(ds.n_items, vectors=codes, teacher=teacher, **overrides)
     elif args.model == "tiger-prorec":  # PRORec stage 2: the stage-1 model is the collaborative teacher
-        model = get_model_class(args.model)(ds.n_items, codes=codes, teacher=teacher, vectors=item_vectors(ds)[0],
-                                            **overrides)
+        model = get_model_class(args.model)(ds.n_items, codes=codes, teacher=teacher, vectors=text, **overrides)
     else:
         model = get_model_class(args.model)(ds.n_items, codes=codes, **overrides)
     t0, c0, load0 = time.perf_counter(), time.process_time(), os.getloadavg()
@@ -331,22 +332,14 @@ def paired_rows(base_res, run_res) -> dict[str, dict[str, Any]]:
 def teacher_ablation(dataset: str, base: str, run: str) -> None:
     """Paired test of two cached collaborative teachers (e.g. `sasrec-align-w0-15min`, a plain SASRec ce, against
     `sasrec-align-w0.1-15min`, the same budget with the text alignment): does PRORec's stage 1 change the CF
-    model itself? Each teacher is scored on test once (kept as TEACHER/test-eval)."""
+    model itself? Reads each teacher's test evaluation, written when it was trained."""
     import json
 
-    from semrec.data import leave_one_out
     from semrec.evaluation import EvalResult
-    from semrec.models.base import Recommender
 
-    split, results, infos = None, [], []
-    for name in (base, run):
-        folder = RUNS / dataset / name
-        infos.append(json.loads((folder / "teacher.json").read_text()))
-        if not (folder / "test-eval" / "result.json").exists():
-            split = split or leave_one_out(load_dataset(dataset))
-            evaluate_with_ci(Recommender.load(folder), split.test, split.train)[3].save(folder / "test-eval")
-        results.append(EvalResult.load(folder / "test-eval"))
-    paired = paired_rows(results[0], results[1])
+    folders = [RUNS / dataset / name for name in (base, run)]
+    infos = [json.loads((f / "teacher.json").read_text()) for f in folders]
+    paired = paired_rows(*(EvalResult.load(f / "test-eval") for f in folders))
     out = record("generative_ablations", dataset=dataset, model=run, variant=f"vs-{base}", split="test",
                  metrics={m: v["run"] for m, v in paired.items()}, timing={"cpu_s": infos[1]["cpu_s"]},
                  settings={"run": infos[1], "baseline_run": base, "baseline": infos[0]},

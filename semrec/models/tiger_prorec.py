@@ -100,8 +100,7 @@ class TigerProRec(TigerHier):
         self._dims = (int(extra["d_collab"]), int(extra["d_text"]))
 
     def fit(self, train: Sequences, valid=None) -> TigerProRec:
-        if self.module is not None and (self.teacher is None and self.config.collab_weight
-                                        or self._vectors is None and self.config.semantic_weight):
+        if self.module is not None:
             self._resolve()  # a loaded model trained further: the teacher and text are not saved with it
         return super().fit(train, valid)
 
@@ -113,9 +112,10 @@ class TigerProRec(TigerHier):
             teacher = teacher_states(self.teacher, items[:, :-1])[has]
             loss = loss + cfg.collab_weight * info_nce(net.to_collab(state), teacher, tau)
         if cfg.semantic_weight:
+            if self._vectors.device != items.device:
+                self._vectors = self._vectors.to(items.device)  # once, not at every step
             nxt = items[:, 1:][has]
-            text = self._vectors.to(items.device)[nxt]
-            loss = loss + cfg.semantic_weight * info_nce(net.to_text(state), text, tau, ids=nxt)
+            loss = loss + cfg.semantic_weight * info_nce(net.to_text(state), self._vectors[nxt], tau, ids=nxt)
         return loss
 
 
