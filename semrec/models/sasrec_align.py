@@ -23,20 +23,16 @@ from semrec.errors import ConfigError
 from semrec.models.base import register
 from semrec.models.layers import PAD, info_nce
 from semrec.models.sasrec import SASRec, SASRecConfig, SASRecModule
-from semrec.models.text.item_vectors import load_item_vectors
+from semrec.models.text.item_vectors import ItemTextSource
 
 
 @dataclass
-class TextAlignedSASRecConfig(SASRecConfig):
+class TextAlignedSASRecConfig(SASRecConfig, ItemTextSource):
     """SASRec `ce` (dropout 0.3, as benchmarked here) plus the alignment term; text vectors come from
     `vectors_path` or `dataset` (encoded and cached), or `vectors=` from Python."""
 
     loss: str = "ce"
     dropout: float = 0.3
-    vectors_path: str | None = None
-    dataset: str | None = None
-    fields: list[str] | None = None
-    encoder: str | None = None
     align_weight: float = 0.1  # weight of the ID-text InfoNCE term beside the next-item loss
     align_temperature: float = 0.07
 
@@ -70,9 +66,7 @@ class TextAlignedSASRec(SASRec):
         self._d_text: int | None = None if vectors is None else int(vectors.shape[1])
 
     def _load_vectors(self) -> np.ndarray:
-        cfg = self.config
-        return load_item_vectors(self.n_items, cfg.vectors_path, cfg.dataset, cfg.fields, cfg.encoder,
-                                 device=self.train_config.device)
+        return self.config.item_vectors(self.n_items, device=self.train_config.device)
 
     def build_module(self) -> nn.Module:
         if self._d_text is None:  # not when loading: the projection's size is in the saved extra state

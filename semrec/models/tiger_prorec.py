@@ -28,21 +28,17 @@ from semrec.errors import ConfigError
 from semrec.models.base import Recommender, register
 from semrec.models.layers import info_nce
 from semrec.models.teacher import load_teacher, teacher_states
-from semrec.models.text.item_vectors import load_item_vectors
+from semrec.models.text.item_vectors import ItemTextSource
 from semrec.models.tiger_hier import TigerHier, TigerHierConfig, TigerHierNet
 from semrec.models.tiger_layers import item_codes
 
 
 @dataclass
-class TigerProRecConfig(TigerHierConfig):
+class TigerProRecConfig(TigerHierConfig, ItemTextSource):
     """tiger-hier plus the two distillation terms. The teacher is a saved sasrec / sasrec-align model folder
     (or `teacher=` from Python); text vectors come from `vectors_path` / `dataset` (or `vectors=`)."""
 
     teacher_path: str | None = None
-    vectors_path: str | None = None
-    dataset: str | None = None
-    fields: list[str] | None = None
-    encoder: str | None = None
     collab_weight: float = 0.1  # state -> teacher state
     semantic_weight: float = 0.1  # state -> next item's text vector
     distill_temperature: float = 0.07
@@ -83,8 +79,7 @@ class TigerProRec(TigerHier):
         if cfg.collab_weight:
             self.teacher = load_teacher(self.teacher, cfg.teacher_path, self.n_items, self.name)
         if cfg.semantic_weight and self._vectors is None:
-            self._vectors = torch.from_numpy(load_item_vectors(self.n_items, cfg.vectors_path, cfg.dataset,
-                                                               cfg.fields, cfg.encoder))
+            self._vectors = torch.from_numpy(cfg.item_vectors(self.n_items))
         d_collab = int(self.teacher.config.hidden) if cfg.collab_weight else 0
         return d_collab, int(self._vectors.shape[1]) if cfg.semantic_weight else 0
 

@@ -3,6 +3,8 @@ through the cached `semrec.features.TextEncoder` (a second run on an unchanged c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import polars as pl
 
@@ -38,6 +40,20 @@ def load_item_vectors(n_items: int, vectors_path: str | None = None, dataset: st
         raise DataError(f"{len(vectors)} item vectors but the model has {n_items} items (row i must be item_idx i)",
                         path=where, fix="embed the dataset this model is trained on")
     return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+@dataclass
+class ItemTextSource:
+    """Config fields of a model that reads item text vectors (text-seq, sasrec-align, tiger-prorec): a vectors
+    file, or a dataset folder whose text fields are encoded and cached."""
+
+    vectors_path: str | None = None  # (n_items, d) text vectors, row = item_idx (`semrec embed`)
+    dataset: str | None = None  # or: dataset folder whose text fields are encoded (cached) at build time
+    fields: list[str] | None = None  # text fields to encode (default: the dataset's)
+    encoder: str | None = None  # sentence-transformers folder (default: bundled all-MiniLM-L6-v2)
+
+    def item_vectors(self, n_items: int, device: str = "cpu") -> np.ndarray:
+        return load_item_vectors(n_items, self.vectors_path, self.dataset, self.fields, self.encoder, device=device)
 
 
 def load_item_texts(n_items: int, dataset: str | None, fields: list[str] | None = None) -> list[str]:
@@ -87,4 +103,4 @@ def category_labels(items: pl.DataFrame, field: str, level: int = 1) -> np.ndarr
     return np.where(codes >= 0, remap[codes], -1)
 
 
-__all__ = ["FIX", "category_labels", "load_item_texts", "load_item_vectors"]
+__all__ = ["FIX", "ItemTextSource", "category_labels", "load_item_texts", "load_item_vectors"]

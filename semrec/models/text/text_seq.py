@@ -38,11 +38,7 @@ from semrec.models.layers import (
     sample_negatives,
 )
 from semrec.models.text.adapter import MoEAdapter
-from semrec.models.text.item_vectors import (
-    category_labels,
-    load_item_texts,
-    load_item_vectors,
-)
+from semrec.models.text.item_vectors import ItemTextSource, category_labels, load_item_texts
 from semrec.models.text.tuned_encoder import pick_tune_items
 from semrec.training.config import TrainConfig
 
@@ -51,14 +47,10 @@ TEXT_LOSSES = ("ce", "in-batch")
 
 
 @dataclass
-class TextSeqConfig:
+class TextSeqConfig(ItemTextSource):
     """Sizes of SASRec as benchmarked here (d=64, 2 blocks, max length 50); adapter and temperature as in UniSRec
-    (8 experts, adapter dropout 0.2, cosine / 0.07)."""
+    (8 experts, adapter dropout 0.2, cosine / 0.07). Item text: `ItemTextSource`'s fields."""
 
-    vectors_path: str | None = None  # (n_items, d) text vectors, row = item_idx (`semrec embed`)
-    dataset: str | None = None  # or: dataset folder whose text fields are encoded (cached) at build time
-    fields: list[str] | None = None  # text fields to encode (default: the dataset's)
-    encoder: str | None = None  # sentence-transformers folder (default: bundled all-MiniLM-L6-v2)
     item_repr: str = "text+id"  # text | id | text+id
     hidden: int = 64
     n_layers: int = 2
@@ -217,8 +209,7 @@ class TextSeq(TorchRecommender):
             if self._texts is None:
                 self._texts = load_item_texts(self.n_items, cfg.dataset, cfg.fields)
         elif self._vectors is None and "text" in cfg.item_repr:
-            self._vectors = load_item_vectors(self.n_items, cfg.vectors_path, cfg.dataset, cfg.fields, cfg.encoder,
-                                              device=self.train_config.device)
+            self._vectors = cfg.item_vectors(self.n_items, device=self.train_config.device)
             self._d_text = int(self._vectors.shape[1])
         if self._categories is None and cfg.category_weight > 0:
             if not cfg.dataset or not cfg.category_field:
